@@ -1,0 +1,98 @@
+/**
+ * Everything warden reads from /proc, and the one place that tests `process.platform`.
+ * All reads are synchronous on purpose: a full scan of a few hundred processes takes a few
+ * milliseconds synchronously and five times longer through the promise API (platform.md).
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+
+export const isLinux = process.platform === 'linux';
+
+export interface ProcStat {
+  pid: number;
+  /** One letter: R, S, D, Z, T, t, X, I ... */
+  state: string;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  /** Clock ticks since boot (field 22); with the pid it names one process for its lifetime. */
+  startTime: number;
+}
+
+/**
+ * Parses `/proc/<pid>/stat`. The command name (field 2) may hold spaces and parentheses, so the
+ * fields are split after the last ')'. Returns undefined when the process is gone.
+ */
+export function readStat(pid: number | 'self'): ProcStat | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return undefined;
+  }
+  return parseStat(text);
+}
+
+export function parseStat(text: string): ProcStat | undefined {
+  const close = text.lastIndexOf(')');
+  if (close < 0) return undefined;
+  const pid = Number.parseInt(text, 10);
+  // After ") " come fields 3.. : state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+  // cmajflt utime stime cutime cstime priority nice num_threads itrealvalue starttime
+  const rest = text.slice(close + 2).split(' ');
+  if (rest.length < 20) return undefined;
+  return {
+    pid,
+    state: rest[0] ?? '?',
+    ppid: Number(rest[1]),
+    pgid: Number(rest[2]),
+    sid: Number(rest[3]),
+    startTime: Number(rest[19]),
+  };
+}
+
+/** A process is alive when it exists and is not a zombie (kill(pid, 0) succeeds on zombies). */
+export function isAliveStat(stat: ProcStat | undefined): stat is ProcStat {
+  return stat !== undefined && stat.state !== 'Z' && stat.state !== 'X' && stat.state !== 'x';
+}
+
+/** Every numeric entry of /proc. */
+export function listPids(): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    const c = name.charCodeAt(0);
+    if (c >= 48 && c <= 57) out.push(Number(name));
+  }
+  return out;
+}
+
+/**
+ * True when `/proc/<pid>/environ` holds exactly `needle` (a `NAME=value` entry). Returns false
+ * for processes we may not read (another uid) or that are gone.
+ */
+export function environHas(pid: number, needle: Buffer): boolean {
+  let env: Buffer;
+  try {
+    env = readFileSync(`/proc/${pid}/environ`);
+  } catch {
+    return false;
+  }
+  let from = 0;
+  for (;;) {
+    const at = env.indexOf(needle, from);
+    if (at < 0) return false;
+    const startsEntry = at === 0 || env[at - 1] === 0;
+    const endsEntry = at + needle.length === env.length || env[at + needle.length] === 0;
+    if (startsEntry && endsEntry) return true;
+    from = at + 1;
+  }
+}
+
+/** Snapshot of the process table: every readable stat, by pid. */
+export function scanStats(): Map<number, ProcStat> {
+  const table = new Map<number, ProcStat>();
+  for (const pid of listPids()) {
+    const st = readStat(pid);
+    if (st) table.set(pid, st);
+  }
+  return table;
+}
