@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+import { WardenError } from '../errors.js';
+import { UsageError } from './args.js';
+import { RUN_USAGE, runCommand } from './run-command.js';
+
+const USAGE = `warden: supervise task process trees
+
+${RUN_USAGE}
+warden control-plane [--port N]   run the reference control plane, print its URL
+warden logs PATH [--follow]       print a JSON-lines task log for a person
+warden demo                       tear down a tree with escaped daemons and show what happened`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'run':
+      return runCommand(rest);
+    case 'demo': {
+      const { runDemo } = await import('./demo.js');
+      return runDemo(rest);
+    }
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    default:
+      throw new UsageError(cmd === undefined ? 'a command is needed.' : `unknown command '${cmd}'.`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (status) => {
+    process.exitCode = status;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`warden: ${err.message}\n${err.message.includes('\n') ? '' : `\n${USAGE}\n`}`);
+      process.exitCode = 2;
+    } else if (err instanceof WardenError && err.code === 'ERR_INVALID_OPTION') {
+      process.stderr.write(`warden: ${err.message}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`warden: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,124 @@
+import { writeFileSync } from 'node:fs';
+import { Supervisor } from '../supervisor/supervisor.js';
+import type { TaskResult, TaskSpec } from '../supervisor/types.js';
+import { normalizeSignal, signalNumber } from '../signal/signals.js';
+import { parseFlags, UsageError } from './args.js';
+
+export const RUN_USAGE = `warden run [options] -- <command> [args...]
+  --timeout-ms N        end the whole task tree after N ms (exit status 124)
+  --grace-ms N          graceful signal -> SIGKILL delay (default 5000)
+  --drain-ms N          post-exit pipe drain bound (default 2000)
+  --kill-signal SIG     graceful signal (default SIGTERM)
+  --no-isolate          stay in warden's process group
+  --result-file PATH    write the final result as JSON
+  --stdin               give the task warden's stdin (default: /dev/null)`;
+
+const FLAGS = {
+  'timeout-ms': { type: 'int' },
+  'grace-ms': { type: 'int' },
+  'drain-ms': { type: 'int' },
+  'kill-signal': { type: 'string' },
+  isolate: { type: 'bool' },
+  'result-file': { type: 'string' },
+  stdin: { type: 'bool' },
+} as const;
+
+/** Exit status of `warden run` for a result (DESIGN 8). */
+export function runExitStatus(result: TaskResult, stoppedBy: NodeJS.Signals | undefined): number {
+  if (stoppedBy) return 128 + (signalNumber(stoppedBy) ?? 0);
+  switch (result.reason) {
+    case 'timeout':
+      return 124;
+    case 'server-terminated':
+    case 'heartbeat-lost':
+    case 'overtime':
+      return 125;
+    default:
+      return result.status ?? 1;
+  }
+}
+
+/** `warden run`: resolves with the exit status; never calls process.exit. */
+export async function runCommand(argv: readonly string[]): Promise<number> {
+  const { flags, rest } = parseFlags(argv, FLAGS);
+  if (rest.length === 0) throw new UsageError(`warden run needs a command after its options.\n${RUN_USAGE}`);
+  if (flags['kill-signal'] !== undefined && !normalizeSignal(String(flags['kill-signal']))) {
+    throw new UsageError(`--kill-signal: unknown signal '${flags['kill-signal']}'. Use a name such as SIGTERM or SIGINT.`);
+  }
+  const spec: TaskSpec = {
+    command: rest[0]!,
+    args: rest.slice(1),
+    stdout: process.stdout,
+    stderr: process.stderr,
+    isolate: flags.isolate !== false,
+    stdin: flags.stdin === true,
+  };
+  if (flags['timeout-ms'] !== undefined) spec.timeoutMs = flags['timeout-ms'] as number;
+  if (flags['grace-ms'] !== undefined) spec.graceMs = flags['grace-ms'] as number;
+  if (flags['drain-ms'] !== undefined) spec.drainMs = flags['drain-ms'] as number;
+  if (flags['kill-signal'] !== undefined) spec.killSignal = normalizeSignal(String(flags['kill-signal']))!;
+
+  // A reader that went away (`warden run ... | head`) must not crash warden: the task goes on.
+  const ignore = (): void => {};
+  process.stdout.on('error', ignore);
+  process.stderr.on('error', ignore);
+  const supervisor = new Supervisor();
+  let stoppedBy: NodeJS.Signals | undefined;
+  const task = supervisor.start(spec);
+  const onSignal = (sig: NodeJS.Signals): void => {
+    stoppedBy ??= sig;
+    task.terminate('supervisor-stop');
+  };
+  const signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
+  for (const s of signals) process.on(s, onSignal);
+  let stdinPump: ((chunk: Buffer) => void) | undefined;
+  const stdinEnd = (): void => task.end();
+  if (spec.stdin) {
+    stdinPump = (chunk) => {
+      if (!task.write(chunk)) {
+        process.stdin.pause();
+        setImmediate(() => process.stdin.resume());
+      }
+    };
+    process.stdin.on('data', stdinPump);
+    process.stdin.once('end', stdinEnd);
+  }
+  try {
+    const result = await task.result;
+    await supervisor.close();
+    if (typeof flags['result-file'] === 'string') writeFileSync(flags['result-file'], `${JSON.stringify(publicResult(result), null, 2)}\n`);
+    if (result.error) process.stderr.write(`warden: ${result.error.message}\n`);
+    return runExitStatus(result, stoppedBy);
+  } finally {
+    for (const s of signals) process.removeListener(s, onSignal);
+    if (stdinPump) {
+      process.stdin.removeListener('data', stdinPump);
+      process.stdin.removeListener('end', stdinEnd);
+      process.stdin.pause();
+      process.stdin.unref?.();
+    }
+    process.stdout.removeListener('error', ignore);
+    process.stderr.removeListener('error', ignore);
+  }
+}
+
+/** The result as the result file shows it (DESIGN 8), with the teardown details kept. */
+export function publicResult(r: TaskResult): Record<string, unknown> {
+  return {
+    state: r.state,
+    exitCode: r.exitCode,
+    signal: r.signal,
+    reason: r.reason,
+    durationMs: r.durationMs,
+    signalled: r.signalled,
+    escapees: r.escapees,
+    survivors: r.survivors,
+    pipesForceClosed: r.pipesForceClosed,
+    status: r.status,
+    taskId: r.taskId,
+    pid: r.pid,
+    containment: r.containment,
+    error: r.error,
+    teardown: r.teardown,
+  };
+}

@@ -1,0 +1,104 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { WardenError, errnoCode } from '../errors.js';
+
+/** The environment cookie's name: fixed, so any tool can find a task's processes by it. */
+export const COOKIE_NAME = 'WARDEN_TASK';
+/** Variables that never reach a child, whatever the spec says. */
+export const ALWAYS_SECRET = ['WARDEN_TOKEN', 'WARDEN_TOKEN_FILE'];
+
+export interface SpawnRequest {
+  taskId: string;
+  command: string;
+  args: readonly string[];
+  cwd: string | undefined;
+  env: NodeJS.ProcessEnv;
+  secretEnv: readonly string[];
+  isolate: boolean;
+  stdin: boolean;
+  /** Runs the synchronous spawn; the cgroup tier wraps it to fork inside the task's cgroup. */
+  wrap?: <T>(fork: () => T) => T;
+}
+
+export interface Spawned {
+  child: ChildProcess;
+  cookie: string;
+}
+
+/** A cookie value unique per task attempt: `<task id>.<random>`. */
+export function makeCookie(taskId: string): string {
+  return `${taskId}.${randomBytes(6).toString('hex')}`;
+}
+
+export function childEnv(req: SpawnRequest, cookie: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  const drop = new Set([...ALWAYS_SECRET, ...req.secretEnv]);
+  for (const [k, v] of Object.entries(req.env)) if (v !== undefined && !drop.has(k)) env[k] = v;
+  env[COOKIE_NAME] = cookie;
+  env.WARDEN_TASK_ID = req.taskId;
+  env.WARDEN_LOG_FD = '3';
+  env.WARDEN_COMMS_FD = '4';
+  return env;
+}
+
+/**
+ * Spawns the task: fd 0 /dev/null (or a pipe), fd 1 and 2 pipes, fd 3 the log channel, fd 4 the
+ * comms channel. Isolated tasks are `detached`, so the child is a session and group leader before
+ * it execs: there is no window in which its group is the supervisor's.
+ *
+ * Never throws for an OS failure: a missing command, a command that is not executable or a bad
+ * cwd comes back as a WardenError with the shell's status (127 / 126).
+ */
+export function spawnTask(req: SpawnRequest, cookie: string): { child: ChildProcess } | { error: WardenError; status: number } {
+  if (req.cwd !== undefined) {
+    let isDir = false;
+    try {
+      isDir = statSync(req.cwd).isDirectory();
+    } catch {
+      isDir = false;
+    }
+    if (!isDir) {
+      return {
+        status: 127,
+        error: new WardenError('ERR_SPAWN_CWD', `cannot start ${req.command}: working directory ${req.cwd} does not exist or is not a directory. Create it or pass another cwd.`),
+      };
+    }
+  }
+  const fork = (): ChildProcess =>
+    spawn(req.command, req.args as string[], {
+      cwd: req.cwd,
+      env: childEnv(req, cookie),
+      detached: req.isolate,
+      stdio: [req.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
+      windowsHide: true,
+    });
+  let child: ChildProcess;
+  try {
+    child = req.wrap ? req.wrap(fork) : fork();
+  } catch (err) {
+    return spawnFailure(req.command, err);
+  }
+  return { child };
+}
+
+/** Maps a spawn error to the shell's status and a message that says what to do. */
+export function spawnFailure(command: string, err: unknown): { error: WardenError; status: number } {
+  const code = errnoCode(err);
+  if (code === 'ENOENT') {
+    return {
+      status: 127,
+      error: new WardenError('ERR_SPAWN_ENOENT', `cannot start ${command}: command not found. Check the name, or pass an absolute path; PATH is searched for bare names.`, { cause: err }),
+    };
+  }
+  if (code === 'EACCES' || code === 'EISDIR' || code === 'ENOEXEC') {
+    return {
+      status: 126,
+      error: new WardenError('ERR_SPAWN_EACCES', `cannot start ${command}: it is not an executable file (${code}). Check that it is a file with the execute bit set, not a directory.`, { cause: err }),
+    };
+  }
+  return {
+    status: 126,
+    error: new WardenError('ERR_SPAWN_FAILED', `cannot start ${command}: ${(err as Error)?.message ?? String(err)}.`, { cause: err }),
+  };
+}

@@ -1,0 +1,185 @@
+/**
+ * The cgroup containment tier (cgroup v2). Each task gets a cgroup of its own, under a
+ * `warden` folder beside the supervisor, and the child is forked straight into it: the supervisor
+ * moves itself into the task's cgroup, calls spawn() (fork inherits the cgroup), and moves back,
+ * all in one synchronous stretch. So there is no window in which an early fork of the task lands
+ * outside, and no helper process or exec is needed.
+ */
+import { accessSync, constants, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { isLinux } from './proc.js';
+
+export class TaskCgroup {
+  removed = false;
+  constructor(readonly path: string) {}
+
+  /** Pids in the cgroup (zombies excluded by the kernel once they have exited). */
+  procs(): number[] {
+    try {
+      const text = readFileSync(`${this.path}/cgroup.procs`, 'latin1');
+      const out: number[] = [];
+      for (const line of text.split('\n')) if (line) out.push(Number(line));
+      return out;
+    } catch {
+      return [];
+    }
+  }
+
+  /** False once no live process is left in it. */
+  populated(): boolean {
+    try {
+      return /populated 1/.test(readFileSync(`${this.path}/cgroup.events`, 'latin1'));
+    } catch {
+      return false;
+    }
+  }
+
+  /** Whether the kernel offers `cgroup.kill` (Linux >= 5.14). */
+  canKill(): boolean {
+    try {
+      accessSync(`${this.path}/cgroup.kill`, constants.W_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Precondition: the caller (the signaller's owner) checked that the supervisor is not in this
+   * cgroup. Returns false when cgroup.kill is missing or fails.
+   */
+  writeKill(): boolean {
+    try {
+      writeFileSync(`${this.path}/cgroup.kill`, '1');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Removes the (empty) cgroup. Returns false while it still has members (EBUSY). */
+  remove(): boolean {
+    if (this.removed) return true;
+    try {
+      rmdirSync(this.path);
+      this.removed = true;
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        this.removed = true;
+        return true;
+      }
+      return false;
+    }
+  }
+}
+
+export class CgroupTier {
+  private seq = 0;
+  private broken = false;
+
+  private constructor(
+    /** Absolute path of the supervisor's own cgroup (where it returns after each spawn). */
+    readonly homePath: string,
+    /** Folder under which task cgroups are created. */
+    readonly basePath: string,
+  ) {}
+
+  /**
+   * Finds a writable cgroup v2 hierarchy (root, or a delegated subtree) and prepares the base
+   * folder. Returns undefined when the tier is not available; the caller falls back to
+   * group + cookie.
+   */
+  static detect(): CgroupTier | undefined {
+    if (!isLinux) return undefined;
+    try {
+      const mount = findCgroup2Mount();
+      if (!mount) return undefined;
+      const own = readFileSync('/proc/self/cgroup', 'latin1')
+        .split('\n')
+        .find((l) => l.startsWith('0::'));
+      if (!own) return undefined;
+      const rel = own.slice(3).replace(/\/$/, '');
+      const home = `${mount}${rel}`;
+      const base = `${home}/warden`;
+      mkdirSync(base, { recursive: true });
+      accessSync(base, constants.W_OK);
+      accessSync(`${home}/cgroup.procs`, constants.W_OK);
+      const tier = new CgroupTier(home, base);
+      tier.sweepStale();
+      return tier;
+    } catch {
+      return undefined;
+    }
+  }
+
+  get usable(): boolean {
+    return !this.broken;
+  }
+
+  create(taskId: string): TaskCgroup | undefined {
+    if (this.broken) return undefined;
+    const safe = taskId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
+    const path = `${this.basePath}/${process.pid}.${++this.seq}.${safe}`;
+    try {
+      mkdirSync(path);
+      return new TaskCgroup(path);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Runs `fork` (a synchronous spawn) with the supervisor inside `cg`, so the child starts there.
+   * If moving back home fails, the tier is marked broken and never used again, and the task's
+   * cgroup is never killed through cgroup.kill (the supervisor might be in it).
+   */
+  spawnInside<T>(cg: TaskCgroup, fork: () => T): T {
+    const pid = String(process.pid);
+    writeFileSync(`${cg.path}/cgroup.procs`, pid);
+    try {
+      return fork();
+    } finally {
+      try {
+        writeFileSync(`${this.homePath}/cgroup.procs`, pid);
+      } catch {
+        this.broken = true;
+      }
+    }
+  }
+
+  /** True when the supervisor itself is a member of `cg` (then it must never be killed). */
+  containsSelf(cg: TaskCgroup): boolean {
+    return this.broken || cg.procs().includes(process.pid);
+  }
+
+  /** Removes empty task cgroups left by supervisors that died without cleaning up. */
+  private sweepStale(): void {
+    for (const name of readdirSync(this.basePath)) {
+      const owner = Number(name.split('.')[0]);
+      if (!Number.isInteger(owner) || owner === process.pid) continue;
+      let alive = true;
+      try {
+        readFileSync(`/proc/${owner}/stat`);
+      } catch {
+        alive = false;
+      }
+      if (alive) continue;
+      try {
+        rmdirSync(`${this.basePath}/${name}`);
+      } catch {
+        // Still populated or already gone: leave it.
+      }
+    }
+  }
+}
+
+function findCgroup2Mount(): string | undefined {
+  const info = readFileSync('/proc/self/mountinfo', 'latin1');
+  for (const line of info.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const fstype = line.slice(sep + 3).split(' ')[0];
+    if (fstype === 'cgroup2') return line.split(' ')[4];
+  }
+  return undefined;
+}
