@@ -1,0 +1,98 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import type { Socket } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { Reactor } from '../../lib/reactor/reactor.js';
+import { guardLeaks } from '../helpers/leaks.js';
+
+const { env } = guardLeaks();
+
+/** A real child with fds 1-4 as sockets; `script` is bash. */
+function child(script: string) {
+  return spawn('bash', ['-c', script], { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: env() });
+}
+
+describe('Reactor invariants', () => {
+  it('releases a stream by unregistering first: no data callback runs after release, even if data was already buffered', async () => {
+    const reactor = new Reactor();
+    const c = child('for i in $(seq 1 2000); do echo line-$i; done; echo ready >&2; sleep 300');
+    const seen: string[] = [];
+    const reg = reactor.addStream('t1', 'stdout', c.stdout!, { data: (b) => seen.push(b.toString()) });
+    reactor.addStream('t1', 'stderr', c.stderr!, {});
+    await once(c.stderr!, 'data');
+    reactor.pause(reg);
+    const before = seen.length;
+    expect(reactor.release(reg)).toBe(true);
+    c.stdout!.emit('data', Buffer.from('late')); // a queued event arriving after release
+    expect(seen.length).toBe(before);
+    // The error sink stays attached until 'close': an error emitted now is handled, not thrown.
+    expect(() => c.stdout!.emit('error', new Error('late error after release'))).not.toThrow();
+    expect(reactor.release(reg)).toBe(false); // releasing twice is harmless
+    c.kill('SIGKILL');
+    await once(c, 'exit');
+    reactor.releaseTask('t1');
+    expect(reactor.releaseTask('t1')).toEqual([]);
+    expect(reactor.openHandles('t1')).toBe(0);
+  });
+
+  it('never leaves an error event unhandled: a child killed while our writes to its fd 4 are pending', async () => {
+    const reactor = new Reactor();
+    const c = child('echo ready; sleep 300');
+    const errors: Error[] = [];
+    let ended = false;
+    const comms = reactor.addStream('t2', 'comms', c.stdio[4] as Socket, { error: (e) => errors.push(e), end: () => (ended = true) });
+    reactor.addStream('t2', 'stdout', c.stdout!, { data: () => {} });
+    reactor.addStream('t2', 'stderr', c.stderr!, {});
+    await once(c.stdout!, 'data');
+    // The child never reads fd 4: 8 MiB stays queued in our socket.
+    const big = Buffer.alloc(1 << 20);
+    for (let i = 0; i < 8; i++) reactor.write(comms, big);
+    expect((c.stdio[4] as Socket).writableLength).toBeGreaterThan(0);
+    c.kill('SIGKILL');
+    await once(c, 'exit');
+    // EPIPE / ECONNRESET / EOF: whichever the kernel reports reaches the task's handlers and the
+    // reactor releases the socket; an unhandled 'error' would fail this test file.
+    await new Promise<void>((resolve) => {
+      const check = (): void => (comms.released ? resolve() : void setImmediate(check));
+      check();
+    });
+    expect(ended || errors.length > 0).toBe(true);
+    for (const e of errors) expect(['EPIPE', 'ECONNRESET']).toContain((e as NodeJS.ErrnoException).code);
+    reactor.releaseTask('t2');
+  });
+
+  it('never runs a task timer after the task is released', async () => {
+    const reactor = new Reactor();
+    let ran = false;
+    reactor.timer('t3', 1, () => (ran = true));
+    expect(reactor.openHandles('t3')).toBe(1);
+    reactor.releaseTask('t3');
+    await new Promise<void>((resolve) => reactor.wheel.schedule(10, resolve));
+    expect(ran).toBe(false);
+    expect(reactor.wheel.size).toBe(0);
+  });
+
+  it('releases on EOF after the end callback, and counts nothing as force-closed', async () => {
+    const reactor = new Reactor();
+    const c = child('echo hi; echo err >&2');
+    const ends: string[] = [];
+    const names = ['stdout', 'stderr', 'log', 'comms'] as const;
+    const streams = [c.stdout!, c.stderr!, c.stdio[3] as Socket, c.stdio[4] as Socket];
+    const allEnded = new Promise<void>((resolve) => {
+      names.forEach((n, i) =>
+        reactor.addStream('t4', n, streams[i]!, {
+          data: () => {},
+          end: () => {
+            ends.push(n);
+            if (ends.length === 4) resolve();
+          },
+        }),
+      );
+    });
+    await allEnded;
+    await once(c, 'exit').catch(() => {});
+    expect(ends.sort()).toEqual(['comms', 'log', 'stderr', 'stdout']);
+    expect(reactor.openStreams('t4')).toEqual([]);
+    expect(reactor.releaseTask('t4')).toEqual([]);
+  });
+});
