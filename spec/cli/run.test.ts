@@ -1,0 +1,95 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { guardLeaks } from '../helpers/leaks.js';
+import { cliPath, fixture } from '../helpers/paths.js';
+
+const { env } = guardLeaks();
+const dir = mkdtempSync(join(tmpdir(), 'warden-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  out: string;
+  err: string;
+}
+
+function warden(args: string[], onOut?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
+  const child = spawn(process.execPath, [cliPath, ...args], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (b) => {
+    out += b;
+    onOut?.(out, child);
+  });
+  child.stderr!.on('data', (b) => (err += b));
+  return once(child, 'close').then(([code, signal]) => ({ code, signal, out, err }));
+}
+
+describe('warden run', () => {
+  it('passes stdout/stderr through and exits with the task status', async () => {
+    const r = await warden(['run', '--', 'bash', '-c', 'echo out; echo err >&2; exit 7']);
+    expect(r).toMatchObject({ code: 7, out: 'out\n', err: 'err\n' });
+  });
+
+  it('writes the result file', async () => {
+    const file = join(dir, 'result.json');
+    const r = await warden(['run', '--result-file', file, '--', 'true']);
+    expect(r.code).toBe(0);
+    const result = JSON.parse(readFileSync(file, 'utf8'));
+    expect(result).toMatchObject({ state: 'success', exitCode: 0, signal: null, reason: 'exited', survivors: 0, pipesForceClosed: false, signalled: 0, escapees: 0 });
+    expect(typeof result.durationMs).toBe('number');
+  });
+
+  it('--timeout-ms ends the whole tree and exits 124', async () => {
+    const file = join(dir, 'timeout.json');
+    const r = await warden(['run', '--timeout-ms', '300', '--grace-ms', '100', '--result-file', file, '--', fixture('tree.sh')]);
+    expect(r.code).toBe(124);
+    const result = JSON.parse(readFileSync(file, 'utf8'));
+    expect(result).toMatchObject({ reason: 'timeout', survivors: 0, escapees: 2 });
+  });
+
+  it.each([
+    ['SIGTERM', 143],
+    ['SIGINT', 130],
+  ] as const)('on %s it tears the tree down and exits %d, on its own', async (sig, status) => {
+    const file = join(dir, `${sig}.json`);
+    let sent = false;
+    const r = await warden(['run', '--grace-ms', '200', '--result-file', file, '--', fixture('tree.sh')], (out, child) => {
+      if (!sent && out.includes('ready')) {
+        sent = true;
+        child.kill(sig);
+      }
+    });
+    expect(r.code).toBe(status);
+    const result = JSON.parse(readFileSync(file, 'utf8'));
+    expect(result).toMatchObject({ reason: 'supervisor-stop', survivors: 0, escapees: 2 });
+  });
+
+  it('a missing command exits 127 with a clear message', async () => {
+    const r = await warden(['run', '--', 'warden-no-such-command']);
+    expect(r.code).toBe(127);
+    expect(r.err).toMatch(/command not found/);
+  });
+
+  it.each([
+    [['run'], /needs a command/],
+    [['run', '--grace-ms', '-5', '--', 'true'], /--grace-ms must be an integer/],
+    [['run', '--kill-signal', 'SIGWHAT', '--', 'true'], /unknown signal/],
+    [['run', '--bogus', '--', 'true'], /unknown option --bogus/],
+    [['frobnicate'], /unknown command/],
+  ])('usage error %j exits 2', async (args, message) => {
+    const r = await warden(args);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(message);
+  });
+
+  it('--no-isolate keeps the task in warden\'s group', async () => {
+    const r = await warden(['run', '--no-isolate', '--', 'bash', '-c', 'echo $(( $(cut -d" " -f5 /proc/$$/stat) == $(cut -d" " -f5 /proc/$PPID/stat) ))']);
+    expect(r.out.trim()).toBe('1');
+  });
+});
