@@ -75,6 +75,7 @@ describe('Reactor invariants', () => {
   it('releases on EOF after the end callback, and counts nothing as force-closed', async () => {
     const reactor = new Reactor();
     const c = child('echo hi; echo err >&2');
+    const exited = once(c, 'exit');
     const ends: string[] = [];
     const names = ['stdout', 'stderr', 'log', 'comms'] as const;
     const streams = [c.stdout!, c.stderr!, c.stdio[3] as Socket, c.stdio[4] as Socket];
@@ -90,7 +91,7 @@ describe('Reactor invariants', () => {
       );
     });
     await allEnded;
-    await once(c, 'exit').catch(() => {});
+    await exited;
     expect(ends.sort()).toEqual(['comms', 'log', 'stderr', 'stdout']);
     expect(reactor.openStreams('t4')).toEqual([]);
     expect(reactor.releaseTask('t4')).toEqual([]);

@@ -1,5 +1,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WardenError } from '../../lib/errors.js';
 import { readStat } from '../../lib/signal/proc.js';
@@ -78,16 +81,28 @@ describe('Signaller: outcomes', () => {
   it("reports EPERM as 'eperm' and keeps going (a supervisor without the right to signal a target)", async () => {
     // A root-owned sleeper, and a Signaller running as nobody that tries to signal it.
     const target = sleeper();
+    // The unprivileged process may not be able to read the checkout (a clone under /root), so it
+    // gets a world-readable copy of the three modules the signaller needs.
+    const copy = mkdtempSync(join(tmpdir(), 'warden-eperm-'));
+    chmodSync(copy, 0o755);
+    mkdirSync(join(copy, 'signal'));
+    for (const f of ['errors.js', 'signal/signaller.js', 'signal/proc.js']) copyFileSync(`${repoRoot}dist/lib/${f}`, join(copy, f));
+    writeFileSync(join(copy, 'package.json'), '{"type":"module"}');
     const script = `
-      import { Signaller } from ${JSON.stringify(`${repoRoot}dist/lib/signal/signaller.js`)};
+      import { Signaller } from ${JSON.stringify(join(copy, 'signal/signaller.js'))};
       const s = new Signaller();
       const r = s.kill({ pid: ${target.pid} }, 'SIGTERM');
       process.stdout.write(r);`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', env: env(), cwd: '/' });
-    expect(r.stderr).toBe('');
-    expect(r.stdout).toBe('eperm');
-    expect(readStat(target.pid!)?.state).not.toBe('Z');
-    target.kill('SIGKILL');
-    await once(target, 'exit');
+    try {
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', env: env(), cwd: '/' });
+      expect(r.error, `${process.execPath} must be executable by uid 65534`).toBeUndefined();
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('eperm');
+      expect(readStat(target.pid!)?.state).not.toBe('Z');
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+      target.kill('SIGKILL');
+      await once(target, 'exit');
+    }
   });
 });
