@@ -15,6 +15,10 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'run':
       return runCommand(rest);
+    case 'control-plane': {
+      const { runControlPlaneCommand } = await import('./control-plane-command.js');
+      return runControlPlaneCommand(rest);
+    }
     case 'demo': {
       const { runDemo } = await import('./demo.js');
       return runDemo(rest);

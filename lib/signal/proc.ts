@@ -5,7 +5,8 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 
-export const isLinux = process.platform === 'linux';
+export const platformName: string = process.platform;
+export const isLinux = platformName === 'linux';
 
 export interface ProcStat {
   pid: number;

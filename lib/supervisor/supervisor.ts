@@ -2,7 +2,7 @@ import { EventEmitter } from 'eventemitter3';
 import { WardenError } from '../errors.js';
 import { Reactor } from '../reactor/reactor.js';
 import { CgroupTier, type TaskCgroup } from '../signal/cgroup.js';
-import { isLinux } from '../signal/proc.js';
+import { isLinux, platformName } from '../signal/proc.js';
 import { Signaller } from '../signal/signaller.js';
 import { resolveSpec } from './options.js';
 import { Task, type WardenRecord } from './task.js';
@@ -43,7 +43,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   constructor(options: SupervisorOptions = {}) {
     super();
-    if (!isLinux) throw new WardenError('ERR_UNSUPPORTED_PLATFORM', `warden supervises process trees through /proc and runs on Linux only; this is ${process.platform}.`);
+    if (!isLinux) throw new WardenError('ERR_UNSUPPORTED_PLATFORM', `warden supervises process trees through /proc and runs on Linux only; this is ${platformName}.`);
     const containment = options.containment ?? 'auto';
     if (containment !== 'auto' && containment !== 'group') throw new TypeError(`warden: containment must be 'auto' or 'group', got ${JSON.stringify(containment)}.`);
     this.reactor = new Reactor((err) => this.log('error', `internal timer callback failed: ${(err as Error)?.message ?? String(err)}`));

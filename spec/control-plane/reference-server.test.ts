@@ -1,0 +1,272 @@
+import { once } from 'node:events';
+import { request } from 'node:http';
+import { PassThrough } from 'node:stream';
+import { describe, expect, test } from 'vitest';
+import { runControlPlaneCommand } from '../../lib/cli/control-plane-command.js';
+import { ReferenceStore } from '../../lib/control-plane/reference-store.js';
+import { startReferenceControlPlane, type ReferenceControlPlane } from '../../lib/control-plane/reference-server.js';
+import { START, TOKEN, call, expectBaseline, settledBaseline, withControlPlane } from './helpers.js';
+
+const HB = { hostname: START.hostname, pid: START.pid };
+const RUN = { state: 'running', ...START };
+
+async function runningTi(cp: ReferenceControlPlane, id = 'ti-1', extra: Record<string, unknown> = {}): Promise<void> {
+  expect((await call(cp, 'POST', '/admin/task-instances', { body: { id, ...extra } })).status).toBe(201);
+  expect((await call(cp, 'PATCH', `/execution/task-instances/${id}/run`, { body: RUN })).status).toBe(200);
+}
+
+/** A raw request with node:http, for bodies fetch will not send (chunked, no content-length). */
+function rawRequest(cp: ReferenceControlPlane, method: string, path: string, chunks: string[]): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${cp.url}${path}`, { method, agent: false, headers: { authorization: `Bearer ${cp.token}`, 'transfer-encoding': 'chunked' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : null }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    for (const chunk of chunks) req.write(chunk);
+    req.end();
+  });
+}
+
+describe('reference control plane: auth and validation', () => {
+  test('every call but health needs the bearer token: 401 JSON', () => withControlPlane(async (cp) => {
+    expect(await call(cp, 'GET', '/execution/health', { token: null })).toMatchObject({ status: 200, body: { status: 'healthy' } });
+    for (const token of [null, 'wrong', `${TOKEN}x`]) {
+      const res = await call(cp, 'PUT', '/execution/task-instances/x/heartbeat', { token, body: HB });
+      expect(res.status).toBe(401);
+      expect(res.body.detail).toMatchObject({ reason: 'unauthorized' });
+      expect(res.headers.get('www-authenticate')).toBe('Bearer');
+    }
+    expect((await call(cp, 'GET', '/admin/task-instances', { token: null })).status).toBe(401);
+    expect((await call(cp, 'GET', '/admin/task-instances')).status).toBe(200);
+  }));
+
+  test('bad bodies get FastAPI-shaped 422s, never a crash', () => withControlPlane(async (cp) => {
+    await runningTi(cp);
+    const hb = (init: Parameters<typeof call>[3]) => call(cp, 'PUT', '/execution/task-instances/ti-1/heartbeat', init);
+    const bad = await hb({ raw: '{"hostname": ', headers: { 'content-type': 'application/json' } });
+    expect(bad.status).toBe(422);
+    expect(bad.body.detail[0]).toMatchObject({ type: 'json_invalid', msg: 'JSON decode error' });
+    expect((await hb({ body: { hostname: 'h', pid: 'x' } })).body.detail).toEqual([
+      { type: 'int_type', loc: ['body', 'pid'], msg: 'Input should be a valid integer', input: 'x' },
+    ]);
+    expect((await hb({ body: { hostname: 'h' } })).body.detail[0]).toMatchObject({ type: 'missing', loc: ['body', 'pid'] });
+    expect((await hb({ body: { ...HB, extra: 1 } })).body.detail[0]).toMatchObject({ type: 'extra_forbidden', loc: ['body', 'extra'] });
+    expect((await hb({ body: [1] })).body.detail[0]).toMatchObject({ type: 'model_attributes_type' });
+    expect((await hb({})).body.detail[0]).toMatchObject({ type: 'missing', loc: ['body'] });
+    const state = (body: unknown) => call(cp, 'PATCH', '/execution/task-instances/ti-1/state', { body });
+    const unknown = await state({ state: 'exploded', end_date: '2025-01-01T00:00:00Z' });
+    expect(unknown.status).toBe(422);
+    expect(unknown.body.detail[0]).toMatchObject({ type: 'literal_error', loc: ['body', 'state'] });
+    expect((await state({ state: 'failed', end_date: 'yesterday' })).body.detail[0]).toMatchObject({ type: 'datetime_parsing', loc: ['body', 'end_date'] });
+    expect((await state({ state: 'failed', end_date: '2025-01-01T00:00:00' })).body.detail[0]).toMatchObject({ type: 'timezone_aware' });
+    expect((await state({ state: 'deferred', classpath: 'x' })).body.detail[0]).toMatchObject({ type: 'missing', loc: ['body', 'next_method'] });
+    expect((await call(cp, 'GET', '/execution/xcoms/d/r/t/k?map_index=one')).body.detail[0]).toMatchObject({ type: 'int_parsing', loc: ['query', 'map_index'] });
+    // Still serving, and nothing changed.
+    expect((await hb({ body: HB })).status).toBe(204);
+    expect(cp.store.getTaskInstance('ti-1')!.state).toBe('running');
+  }));
+
+  test('bodies over maxBodyBytes get 413, declared or chunked; routes 404/405; bad paths 400', () => withControlPlane(async (cp) => {
+    const big = await call(cp, 'PUT', '/execution/variables/k', { raw: JSON.stringify({ value: 'x'.repeat(5000) }) });
+    expect(big).toMatchObject({ status: 413, body: { detail: 'Request body larger than 4096 bytes' } });
+    expect((await rawRequest(cp, 'PUT', '/execution/variables/k', ['{"value": "', 'y'.repeat(6000), '"}'])).status).toBe(413);
+    expect((await rawRequest(cp, 'PUT', '/execution/variables/k', ['{"value": ', '"small"}'])).status).toBe(201);
+    expect(cp.store.getVariable('k')).toEqual({ value: 'small', description: null });
+    expect((await call(cp, 'GET', '/nowhere')).status).toBe(404);
+    expect((await call(cp, 'GET', '/execution/nowhere')).body).toEqual({ detail: 'Not Found' });
+    expect((await call(cp, 'DELETE', '/execution/task-instances/x/heartbeat')).status).toBe(405);
+    expect((await call(cp, 'GET', '/execution/variables/%E0%A4%A')).status).toBe(400);
+  }, { maxBodyBytes: 4096 }));
+
+  test('bad options throw synchronously; a port in use is a typed rejection', async () => {
+    for (const options of [{ port: -1 }, { port: 1.5 }, { token: '' }, { maxBodyBytes: 0 }]) {
+      expect(() => startReferenceControlPlane(options)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }));
+    }
+    await withControlPlane(async (cp) => {
+      const port = Number(new URL(cp.url).port);
+      await expect(startReferenceControlPlane({ port })).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining('EADDRINUSE') });
+    });
+  });
+
+  test('a handler that throws answers 500 and the server keeps serving', async () => {
+    const store = new ReferenceStore();
+    store.getVariable = () => {
+      throw new Error('boom');
+    };
+    await withControlPlane(async (cp) => {
+      expect(await call(cp, 'GET', '/execution/variables/k')).toMatchObject({ status: 500, body: { detail: 'Internal Server Error: boom' } });
+      expect((await call(cp, 'GET', '/execution/connections/c')).status).toBe(404);
+    }, { store });
+  });
+});
+
+describe('reference control plane: Airflow semantics', () => {
+  test('start: 200 from queued, idempotent for the same process, 409 otherwise, 404 unknown', () => withControlPlane(async (cp) => {
+    await call(cp, 'POST', '/admin/task-instances', { body: { id: 'ti-1', dag_id: 'd', max_tries: 1, conf: { a: 1 } } });
+    const first = await call(cp, 'PATCH', '/execution/task-instances/ti-1/run', { body: RUN });
+    expect(first.status).toBe(200);
+    expect(first.body).toMatchObject({ dag_run: { dag_id: 'd', conf: { a: 1 }, state: 'running' }, max_tries: 1, should_retry: true, xcom_keys_to_clear: [] });
+    expect((await call(cp, 'PATCH', '/execution/task-instances/ti-1/run', { body: RUN })).status).toBe(200);
+    const other = await call(cp, 'PATCH', '/execution/task-instances/ti-1/run', { body: { ...RUN, pid: 1 } });
+    expect(other).toMatchObject({ status: 409, body: { detail: { reason: 'invalid_state', previous_state: 'running' } } });
+    expect((await call(cp, 'PATCH', '/execution/task-instances/none/run', { body: RUN })).body).toEqual({ detail: { reason: 'not_found', message: 'Task Instance not found' } });
+    expect(cp.store.getTaskInstance('ti-1')!.starts).toBe(1);
+  }));
+
+  test('heartbeat: 204 counted, 409 running elsewhere or not running, 410 archived, 404 unknown', () => withControlPlane(async (cp) => {
+    await runningTi(cp);
+    const hb = (body: unknown, id = 'ti-1') => call(cp, 'PUT', `/execution/task-instances/${id}/heartbeat`, { body });
+    expect((await hb(HB)).status).toBe(204);
+    expect((await hb({ ...HB, pid: 7 })).body.detail).toMatchObject({ reason: 'running_elsewhere', current_pid: 4242 });
+    const forced = await call(cp, 'PATCH', '/admin/task-instances/ti-1', { body: { state: 'failed' } });
+    expect(forced.body).toMatchObject({ state: 'failed', heartbeats: 1 });
+    expect(await hb(HB)).toMatchObject({ status: 409, body: { detail: { reason: 'not_running', current_state: 'failed' } } });
+    await call(cp, 'PATCH', '/admin/task-instances/ti-1', { body: { archived: true } });
+    expect((await hb(HB)).status).toBe(410);
+    expect((await hb(HB, 'none')).status).toBe(404);
+    const view = (await call(cp, 'GET', '/admin/task-instances/ti-1')).body;
+    expect(view.heartbeats).toBe(1);
+    expect(view.last_heartbeat_at).toEqual(expect.any(String));
+    expect(view.calls.map((c: { status: number }) => c.status)).toEqual([200, 204, 409, 409, 410]);
+  }));
+
+  test('terminal state: recorded once, 200 when repeated, 409 when not running; deferral resumes', () => withControlPlane(async (cp) => {
+    await runningTi(cp);
+    const patch = (body: unknown) => call(cp, 'PATCH', '/execution/task-instances/ti-1/state', { body });
+    const deferred = { state: 'deferred', classpath: 'a.Trigger', next_method: 'resume', next_kwargs: { n: 1 }, trigger_timeout: 60 };
+    expect((await patch(deferred)).status).toBe(204);
+    expect((await patch(deferred)).status).toBe(200);
+    expect((await patch({ state: 'success', end_date: '2025-01-01T00:00:00Z' })).status).toBe(409);
+    await call(cp, 'PATCH', '/admin/task-instances/ti-1', { body: { state: 'queued' } });
+    const resumed = await call(cp, 'PATCH', '/execution/task-instances/ti-1/run', { body: RUN });
+    expect(resumed.body).toMatchObject({ next_method: 'resume', next_kwargs: { n: 1 } });
+    expect((await patch({ state: 'success', end_date: '2025-01-01T00:00:01Z', task_outlets: [] })).status).toBe(204);
+    const ti = cp.store.getTaskInstance('ti-1')!;
+    expect(ti).toMatchObject({ state: 'success', end_date: '2025-01-01T00:00:01Z', state_reports: 2, next_method: null });
+    expect(ti.final_state).toMatchObject({ state: 'success', body: { task_outlets: [] } });
+    expect((await patch({ state: 'up_for_reschedule', reschedule_date: '2025-01-02T00:00:00Z', end_date: '2025-01-01T00:00:00Z' })).status).toBe(409);
+  }));
+
+  test('variables, connections, XComs and rendered fields over the Execution API', () => withControlPlane(async (cp) => {
+    expect((await call(cp, 'PUT', '/execution/variables/a%2Fb', { body: { val: 'v' } })).status).toBe(201);
+    expect((await call(cp, 'GET', '/execution/variables/a/b')).body).toEqual({ key: 'a/b', value: 'v' });
+    expect((await call(cp, 'GET', '/execution/variables/zz')).body.detail).toMatchObject({ reason: 'not_found' });
+    expect((await call(cp, 'PUT', '/admin/connections/db', { body: { conn_type: 'http', port: 70000 } })).status).toBe(422);
+    expect((await call(cp, 'PUT', '/admin/connections/db', { body: { conn_type: 'http', login: 'me' } })).status).toBe(200);
+    expect((await call(cp, 'GET', '/execution/connections/db')).body).toEqual({ conn_id: 'db', conn_type: 'http', host: null, schema: null, login: 'me', password: null, port: null, extra: null });
+    expect((await call(cp, 'POST', '/execution/xcoms/d/r/t/k?map_index=2', { body: null })).status).toBe(201);
+    expect((await call(cp, 'GET', '/execution/xcoms/d/r/t/k?map_index=2')).body).toEqual({ key: 'k', value: null });
+    expect((await call(cp, 'GET', '/execution/xcoms/d/r/t/k')).status).toBe(404);
+    await runningTi(cp, 'ti-2', { dag_id: 'd', run_id: 'r', task_id: 't' });
+    expect((await call(cp, 'PUT', '/execution/task-instances/ti-2/rtif', { body: { cmd: 'echo hi' } })).status).toBe(201);
+    expect((await call(cp, 'GET', '/execution/task-instances/ti-2/rtif')).body).toEqual({ cmd: 'echo hi' });
+    expect((await call(cp, 'PUT', '/execution/task-instances/ti-2/rtif', { body: 'x' })).status).toBe(422);
+  }));
+
+  test('admin API: create, list, inspect, bounds', () => withControlPlane(async (cp) => {
+    const created = await call(cp, 'POST', '/admin/task-instances', { body: {} });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ state: 'queued', try_number: 1, max_tries: 0, map_index: -1, heartbeats: 0, final_state: null });
+    expect((await call(cp, 'POST', '/admin/task-instances', { body: { id: created.body.id } })).status).toBe(409);
+    expect((await call(cp, 'POST', '/admin/task-instances', { body: { try_number: -1 } })).status).toBe(422);
+    expect((await call(cp, 'POST', '/admin/task-instances', { body: { state: 'bogus' } })).status).toBe(422);
+    expect((await call(cp, 'GET', '/admin/task-instances/none')).status).toBe(404);
+    expect((await call(cp, 'PATCH', '/admin/task-instances/none', { body: { state: 'failed' } })).status).toBe(404);
+    expect((await call(cp, 'PATCH', `/admin/task-instances/${created.body.id}`, { body: {} })).status).toBe(422);
+    expect((await call(cp, 'GET', '/admin/task-instances')).body).toHaveLength(1);
+    expect((await call(cp, 'PUT', '/admin/variables/v1', { body: { value: '1' } })).status).toBe(200);
+    expect((await call(cp, 'PUT', '/admin/variables/v2', { body: { value: '2' } })).status).toBe(200);
+    expect((await call(cp, 'PUT', '/admin/variables/v3', { body: { value: '3' } })).body.detail).toMatch(/at most 2 entries/);
+    expect((await call(cp, 'DELETE', '/admin/variables/v2')).status).toBe(204);
+    expect((await call(cp, 'DELETE', '/admin/variables/v2')).status).toBe(404);
+    await runningTi(cp, 'ti-1');
+    for (let i = 0; i < 5; i++) await call(cp, 'PUT', '/execution/task-instances/ti-1/heartbeat', { body: HB });
+    expect(cp.store.getTaskInstance('ti-1')!.calls).toHaveLength(3);
+    expect(cp.store.getTaskInstance('ti-1')!.heartbeats).toBe(5);
+  }, { storeOptions: { maxEntries: 2, maxCallsPerTask: 3 } }));
+});
+
+describe('reference control plane: faults', () => {
+  test('500 for N matching calls, then normal; admin calls never faulted', () => withControlPlane(async (cp) => {
+    await runningTi(cp);
+    const added = await call(cp, 'POST', '/admin/faults', { body: { match: 'heartbeat', mode: '500', count: 2 } });
+    expect(added).toMatchObject({ status: 201, body: { match: 'heartbeat', mode: '500', count: 2, remaining: 2 } });
+    await call(cp, 'POST', '/admin/faults', { body: { match: '/admin', mode: 'close' } });
+    expect((await call(cp, 'GET', '/admin/faults')).body).toHaveLength(2);
+    const hb = () => call(cp, 'PUT', '/execution/task-instances/ti-1/heartbeat', { body: HB });
+    expect((await hb()).status).toBe(500);
+    expect((await hb()).status).toBe(500);
+    expect((await hb()).status).toBe(204);
+    expect(cp.store.getTaskInstance('ti-1')!.heartbeats).toBe(1);
+    expect((await call(cp, 'DELETE', '/admin/faults')).status).toBe(204);
+    expect((await call(cp, 'GET', '/admin/faults')).body).toEqual([]);
+    for (const body of [{ match: 'nope', mode: '500' }, { match: 'any', mode: 'explode' }, { match: 'any', mode: 'hang', count: 0 }]) {
+      expect((await call(cp, 'POST', '/admin/faults', { body })).status).toBe(422);
+    }
+  }));
+
+  test('close drops the connection; a path prefix matches', () => withControlPlane(async (cp) => {
+    cp.store.addFault({ match: '/execution/variables', mode: 'close', count: 1 });
+    await expect(call(cp, 'GET', '/execution/variables/k')).rejects.toThrow(/fetch failed/);
+    expect((await call(cp, 'GET', '/execution/variables/k')).status).toBe(404);
+  }));
+
+  test('hang holds the request until close(), which ends it and leaves nothing', async () => {
+    const baseline = await settledBaseline();
+    const cp = await startReferenceControlPlane({ token: TOKEN });
+    cp.store.createTaskInstance({ id: 'ti-1' });
+    cp.store.addFault({ match: 'start', mode: 'hang', count: 1 });
+    const held = once(cp.store, 'fault');
+    const pending = call(cp, 'PATCH', '/execution/task-instances/ti-1/run', { body: RUN });
+    const settled = pending.then(() => 'answered', () => 'dropped');
+    expect(await held).toEqual([{ method: 'PATCH', path: '/execution/task-instances/ti-1/run', mode: 'hang' }]);
+    expect(cp.store.getTaskInstance('ti-1')!.calls).toMatchObject([{ status: null, fault: 'hang' }]);
+    await cp.close();
+    await cp.close();
+    expect(await settled).toBe('dropped');
+    expect(cp.store.getTaskInstance('ti-1')!.state).toBe('queued');
+    await expectBaseline(baseline);
+  });
+});
+
+describe('warden control-plane command', () => {
+  test('prints URL and token as JSON, serves, and stops on SIGTERM leaving no listener', async () => {
+    const baseline = await settledBaseline();
+    const listeners = [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')];
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    const firstLine = once(stdout, 'data');
+    const exit = runControlPlaneCommand(['--port', '0', '--token', 'cli-token'], { stdout, stderr });
+    const info = JSON.parse(String((await firstLine)[0]));
+    expect(info).toMatchObject({ token: 'cli-token', pid: process.pid, url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/) });
+    expect(String(stderr.read())).toContain(`listening on ${info.url}`);
+    const health = await fetch(`${info.url}/execution/health`);
+    expect(await health.json()).toEqual({ status: 'healthy' });
+    // Call the command's own SIGTERM listener, as the signal would, without signalling the test runner.
+    const onTerm = process.listeners('SIGTERM').at(-1)!;
+    onTerm('SIGTERM');
+    expect(await exit).toBe(0);
+    expect([process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')]).toEqual(listeners);
+    await expectBaseline(baseline);
+  });
+
+  test('generates a token, stops on its signal option, and refuses bad usage', async () => {
+    const baseline = await settledBaseline();
+    const stdout = new PassThrough();
+    const controller = new AbortController();
+    const firstLine = once(stdout, 'data');
+    const exit = runControlPlaneCommand([], { stdout, stderr: new PassThrough(), signal: controller.signal });
+    const info = JSON.parse(String((await firstLine)[0]));
+    expect(info.token).toMatch(/^[\w-]{20,}$/);
+    controller.abort();
+    expect(await exit).toBe(0);
+    await expect(runControlPlaneCommand(['--port', '70000'])).rejects.toThrow(/--port/);
+    await expect(runControlPlaneCommand(['--port', 'x'])).rejects.toThrow(/--port/);
+    await expect(runControlPlaneCommand(['extra'])).rejects.toThrow(/takes no arguments/);
+    await expectBaseline(baseline);
+  });
+});
