@@ -19,6 +19,10 @@ async function main(argv: string[]): Promise<number> {
       const { runControlPlaneCommand } = await import('./control-plane-command.js');
       return runControlPlaneCommand(rest);
     }
+    case 'logs': {
+      const { runLogsCommand } = await import('./logs-command.js');
+      return runLogsCommand(rest, { stdout: process.stdout, stderr: process.stderr });
+    }
     case 'demo': {
       const { runDemo } = await import('./demo.js');
       return runDemo(rest);

@@ -2,6 +2,9 @@ import { writeFileSync } from 'node:fs';
 import { Supervisor } from '../supervisor/supervisor.js';
 import type { TaskResult, TaskSpec } from '../supervisor/types.js';
 import { normalizeSignal, signalNumber } from '../signal/signals.js';
+import { readFileSync } from 'node:fs';
+import { WardenError } from '../errors.js';
+import type { ControlPlaneOptions } from '../supervisor/supervisor.js';
 import { parseFlags, UsageError } from './args.js';
 
 export const RUN_USAGE = `warden run [options] -- <command> [args...]
@@ -10,7 +13,14 @@ export const RUN_USAGE = `warden run [options] -- <command> [args...]
   --drain-ms N          post-exit pipe drain bound (default 2000)
   --kill-signal SIG     graceful signal (default SIGTERM)
   --no-isolate          stay in warden's process group
+  --log-file PATH       append the task's JSON-lines log there
   --result-file PATH    write the final result as JSON
+  --control-plane URL --ti ID     start, heartbeat and report state to a control plane at URL
+                        (token from WARDEN_TOKEN, never passed to the task)
+  --token-file PATH     read the token from a file instead of WARDEN_TOKEN
+  --heartbeat-interval-ms N       (default 5000)
+  --max-failed-heartbeats N       (default 3)
+  --request-timeout-ms N          per control-plane request (default 5000)
   --stdin               give the task warden's stdin (default: /dev/null)`;
 
 const FLAGS = {
@@ -20,12 +30,20 @@ const FLAGS = {
   'kill-signal': { type: 'string' },
   isolate: { type: 'bool' },
   'result-file': { type: 'string' },
+  'log-file': { type: 'string' },
+  'control-plane': { type: 'string' },
+  ti: { type: 'string' },
+  'token-file': { type: 'string' },
+  'heartbeat-interval-ms': { type: 'int', min: 1 },
+  'max-failed-heartbeats': { type: 'int', min: 1 },
+  'request-timeout-ms': { type: 'int', min: 1 },
   stdin: { type: 'bool' },
 } as const;
 
 /** Exit status of `warden run` for a result (DESIGN 8). */
 export function runExitStatus(result: TaskResult, stoppedBy: NodeJS.Signals | undefined): number {
   if (stoppedBy) return 128 + (signalNumber(stoppedBy) ?? 0);
+  if (result.error?.code === 'ERR_START_REFUSED') return 1;
   switch (result.reason) {
     case 'timeout':
       return 124;
@@ -62,9 +80,19 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
   const ignore = (): void => {};
   process.stdout.on('error', ignore);
   process.stderr.on('error', ignore);
-  const supervisor = new Supervisor();
+  if (typeof flags['log-file'] === 'string') spec.logFile = flags['log-file'];
+  const controlPlane = controlPlaneFromFlags(flags);
+  if (controlPlane) spec.ti = { id: String(flags.ti) };
+  const supervisor = new Supervisor(controlPlane ? { controlPlane } : {});
   let stoppedBy: NodeJS.Signals | undefined;
-  const task = supervisor.start(spec);
+  let task;
+  try {
+    task = supervisor.start(spec);
+  } catch (err) {
+    await supervisor.close();
+    if (err instanceof WardenError && err.code === 'ERR_LOG_FILE') throw new UsageError(err.message);
+    throw err;
+  }
   const onSignal = (sig: NodeJS.Signals): void => {
     stoppedBy ??= sig;
     task.terminate('supervisor-stop');
@@ -121,4 +149,35 @@ export function publicResult(r: TaskResult): Record<string, unknown> {
     error: r.error,
     teardown: r.teardown,
   };
+}
+
+function controlPlaneFromFlags(flags: Record<string, string | number | boolean>): ControlPlaneOptions | undefined {
+  const url = flags['control-plane'];
+  const ti = flags.ti;
+  if (url === undefined && ti === undefined) {
+    for (const f of ['token-file', 'heartbeat-interval-ms', 'max-failed-heartbeats', 'request-timeout-ms']) {
+      if (flags[f] !== undefined) throw new UsageError(`--${f} needs --control-plane URL and --ti ID.`);
+    }
+    return undefined;
+  }
+  if (typeof url !== 'string' || typeof ti !== 'string') throw new UsageError('--control-plane URL and --ti ID go together.');
+  let token: string | undefined;
+  if (typeof flags['token-file'] === 'string') {
+    try {
+      token = readFileSync(flags['token-file'], 'utf8').trim();
+    } catch (err) {
+      throw new UsageError(`--token-file ${flags['token-file']}: cannot read it (${(err as Error).message}).`);
+    }
+  } else token = process.env.WARDEN_TOKEN;
+  if (!token) throw new UsageError('the control-plane token is missing: set WARDEN_TOKEN or pass --token-file PATH.');
+  try {
+    new URL(url);
+  } catch {
+    throw new UsageError(`--control-plane must be an absolute http(s) URL, got '${url}'.`);
+  }
+  const cp: ControlPlaneOptions = { url, token };
+  if (flags['heartbeat-interval-ms'] !== undefined) cp.heartbeatIntervalMs = flags['heartbeat-interval-ms'] as number;
+  if (flags['max-failed-heartbeats'] !== undefined) cp.maxFailedHeartbeats = flags['max-failed-heartbeats'] as number;
+  if (flags['request-timeout-ms'] !== undefined) cp.requestTimeoutMs = flags['request-timeout-ms'] as number;
+  return cp;
 }

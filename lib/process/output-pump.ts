@@ -26,7 +26,7 @@ export class OutputPump {
     if (this.sink.destroyed || this.sink.writableEnded) return;
     if (!this.sink.write(chunk) && !this.waiting && this.reg) {
       this.waiting = true;
-      this.reactor.pause(this.reg);
+      this.reactor.pause(this.reg, 'sink');
       this.sink.once('drain', this.onDrain);
     }
   }
@@ -38,6 +38,6 @@ export class OutputPump {
 
   private onDrain = (): void => {
     this.waiting = false;
-    if (this.reg) this.reactor.resume(this.reg);
+    if (this.reg) this.reactor.resume(this.reg, 'sink');
   };
 }

@@ -22,6 +22,8 @@ export interface StreamReg {
   released: boolean;
   /** True once EOF was seen (released as a normal end, not forced). */
   ended: boolean;
+  /** Who holds the stream paused (a sink, the log writer, the comms queue); it flows when empty. */
+  readonly pausedBy: Set<string>;
 }
 
 interface TaskHandles {
@@ -56,7 +58,7 @@ export class Reactor {
   addStream(taskId: string, name: string, stream: Stream, handlers: StreamHandlers): StreamReg {
     const handles = this.handlesOf(taskId);
     if (handles.streams.has(name)) throw new Error(`reactor: stream ${name} already registered for ${taskId}`);
-    const reg = { taskId, name, stream, released: false, ended: false, listeners: [] as Array<[string, (...a: any[]) => void]> };
+    const reg = { taskId, name, stream, released: false, ended: false, pausedBy: new Set<string>(), listeners: [] as Array<[string, (...a: any[]) => void]> };
     const on = (event: string, fn: (...a: any[]) => void): void => {
       reg.listeners.push([event, fn]);
       stream.on(event, fn);
@@ -90,12 +92,17 @@ export class Reactor {
     return reg;
   }
 
-  pause(reg: StreamReg): void {
-    if (!reg.released) (reg.stream as Readable).pause();
+  /** Stops reading on behalf of `by`; reading resumes only when every pauser has resumed. */
+  pause(reg: StreamReg, by = 'owner'): void {
+    if (reg.released) return;
+    reg.pausedBy.add(by);
+    (reg.stream as Readable).pause();
   }
 
-  resume(reg: StreamReg): void {
-    if (!reg.released) (reg.stream as Readable).resume();
+  resume(reg: StreamReg, by = 'owner'): void {
+    if (reg.released) return;
+    reg.pausedBy.delete(by);
+    if (reg.pausedBy.size === 0) (reg.stream as Readable).resume();
   }
 
   /** Writes to a registered writable stream; false when released or when the buffer is full. */

@@ -95,22 +95,22 @@ export async function runKillLadder(ctx: LadderContext): Promise<TeardownReport>
     return scan().length === 0 && !(cg?.populated() ?? false);
   };
 
-  // 1. Graceful.
+  // 1. Graceful (skipped when graceMs is 0: the caller asked for SIGKILL at once).
   let started = performance.now();
-  const first = scan();
-  sendAll(first, ctx.killSignal);
-  if (ctx.killSignal !== 'SIGCONT') sendAll(first, 'SIGCONT');
-  step('graceful', started, `${ctx.killSignal} + SIGCONT to ${first.length} member(s)`);
-  ctx.log('info', `sent ${ctx.killSignal} to the task's ${q.isolated ? `process group ${q.pgid}` : `process ${q.rootPid}`}${escapees.size ? ` and ${escapees.size} escapee(s)` : ''}`, {
-    reason: ctx.reason,
-    members: first.length,
-    escapees: [...escapees],
-  });
-
-  // 2. Wait for the members to go, at most graceMs.
-  started = performance.now();
   let goneGracefully = false;
   if (ctx.graceMs > 0) {
+    const first = scan();
+    sendAll(first, ctx.killSignal);
+    if (ctx.killSignal !== 'SIGCONT') sendAll(first, 'SIGCONT');
+    step('graceful', started, `${ctx.killSignal} + SIGCONT to ${first.length} member(s)`);
+    ctx.log('info', `sent ${ctx.killSignal} to the task's ${q.isolated ? `process group ${q.pgid}` : `process ${q.rootPid}`}${escapees.size ? ` and ${escapees.size} escapee(s)` : ''}`, {
+      reason: ctx.reason,
+      members: first.length,
+      escapees: [...escapees],
+    });
+
+    // 2. Wait for the members to go, at most graceMs.
+    started = performance.now();
     let interval = 5;
     for (;;) {
       if (allGone()) {
@@ -122,8 +122,8 @@ export async function runKillLadder(ctx: LadderContext): Promise<TeardownReport>
       await ctx.sleep(Math.min(interval, left));
       interval = Math.min(interval * 2, 100);
     }
+    step('grace-wait', started, goneGracefully ? 'every member exited' : `grace of ${ctx.graceMs} ms ran out`);
   }
-  step('grace-wait', started, goneGracefully ? 'every member exited' : `grace of ${ctx.graceMs} ms ran out`);
 
   // 3. Force: scan + SIGKILL until a scan is empty.
   started = performance.now();
@@ -158,7 +158,7 @@ export async function runKillLadder(ctx: LadderContext): Promise<TeardownReport>
       }
     }
     step('force', started, `${rounds} round(s) of scan + SIGKILL`);
-    if (rounds > 0) ctx.log('warning', `escalated to SIGKILL after ${ctx.graceMs} ms: ${rounds} round(s)`, { reason: ctx.reason });
+    if (rounds > 0) ctx.log('warning', ctx.graceMs > 0 ? `escalated to SIGKILL after ${ctx.graceMs} ms: ${rounds} round(s)` : `sent SIGKILL at once (graceMs 0): ${rounds} round(s)`, { reason: ctx.reason, escapees: [...escapees] });
   }
   if (eperm.size > 0) ctx.log('error', `not permitted to signal ${eperm.size} member(s)`, { pids: [...eperm] });
   if (survivors.length > 0) ctx.log('error', `${survivors.length} member(s) survived the teardown`, { pids: survivors.map((m) => m.pid) });
@@ -173,6 +173,7 @@ export async function runKillLadder(ctx: LadderContext): Promise<TeardownReport>
     escapeePids: [...escapees],
     epermPids: [...eperm],
     killRounds: rounds,
+    survivors: survivors.length,
     durationMs: since(),
   };
 }

@@ -1,6 +1,7 @@
 import type { Writable } from 'node:stream';
 import { WardenError } from '../errors.js';
 import { normalizeSignal } from '../signal/signals.js';
+import type { TaskInstanceSpec } from './task-control-plane.js';
 import type { TaskSpec } from './types.js';
 
 /** Defaults in one place (DESIGN 9). */
@@ -33,6 +34,8 @@ export interface ResolvedSpec {
   killLeftovers: boolean;
   maxLineBytes: number;
   exitCheckMs: number;
+  ti: TaskInstanceSpec | undefined;
+  logFile: string | undefined;
 }
 
 function invalid(message: string): never {
@@ -95,5 +98,21 @@ export function resolveSpec(spec: TaskSpec): ResolvedSpec {
     killLeftovers: spec.killLeftovers ?? isolate,
     maxLineBytes: msOption('maxLineBytes', spec.maxLineBytes, DEFAULTS.maxLineBytes, 1024),
     exitCheckMs: msOption('exitCheckMs', spec.exitCheckMs, DEFAULTS.exitCheckMs, 10),
+    ti: resolveTi(spec.ti),
+    logFile: spec.logFile === undefined ? undefined : nonEmpty('logFile', spec.logFile),
   };
+}
+
+function resolveTi(ti: TaskSpec['ti']): TaskInstanceSpec | undefined {
+  if (ti === undefined) return undefined;
+  if (ti === null || typeof ti !== 'object' || typeof ti.id !== 'string' || ti.id === '') {
+    throw new TypeError('warden: spec.ti must be an object with a non-empty string id (the task instance id).');
+  }
+  if (ti.tryNumber !== undefined) msOption('ti.tryNumber', ti.tryNumber, 1, 1);
+  return { ...ti };
+}
+
+function nonEmpty(name: string, value: unknown): string {
+  if (typeof value !== 'string' || value === '') throw new TypeError(`warden: spec.${name} must be a non-empty string.`);
+  return value;
 }

@@ -4,7 +4,12 @@ import { Reactor } from '../reactor/reactor.js';
 import { CgroupTier, type TaskCgroup } from '../signal/cgroup.js';
 import { isLinux, platformName } from '../signal/proc.js';
 import { Signaller } from '../signal/signaller.js';
-import { resolveSpec } from './options.js';
+import { ControlPlaneClient } from '../control-plane/client.js';
+import { HandlerRegistry, type Handler } from '../comms/handlers.js';
+import { defaultHandlers } from '../control-plane/handlers.js';
+import { msOption, resolveSpec } from './options.js';
+import type { CommsSettings, TaskHandlerContext } from './task-comms.js';
+import type { ControlPlaneSettings } from './task-control-plane.js';
 import { Task, type WardenRecord } from './task.js';
 import type { TaskResult, TaskSpec } from './types.js';
 
@@ -15,6 +20,32 @@ export interface SupervisorOptions {
    * cookie; `'group'` never uses cgroups.
    */
   containment?: 'auto' | 'group';
+  /** Bounds of each task's comms channel (fd 4). */
+  comms?: CommsSettings;
+  /**
+   * The control plane tasks with a `ti` run against. Without it, tasks start at once (the
+   * startup frame is sent right after spawn) and no HTTP call is made.
+   */
+  controlPlane?: ControlPlaneOptions;
+}
+
+export interface ControlPlaneOptions {
+  /** The base under which `/execution/...` lives, e.g. `http://127.0.0.1:8080`. */
+  url: string;
+  /** Bearer token. Never passed to a child. */
+  token: string;
+  /** Per request. Default 5000. Heartbeats use min(this, heartbeatIntervalMs). */
+  requestTimeoutMs?: number;
+  /** Default 5000; the first heartbeat goes one interval after the start was accepted. */
+  heartbeatIntervalMs?: number;
+  /** Consecutive failed heartbeats that end a task (`heartbeat-lost`). Default 3; at least 1. */
+  maxFailedHeartbeats?: number;
+  /** Retries of the start and of state calls (jittered exponential backoff). Default 5. */
+  startRetries?: number;
+  /** First backoff wait. Default 500. */
+  minRetryMs?: number;
+  /** After a task reported a terminal state, how long it may keep running. Default 20000. */
+  overtimeMs?: number;
 }
 
 export interface SupervisorEvents {
@@ -40,6 +71,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private readonly cgroups: CgroupTier | undefined;
   private readonly leftoverCgroups = new Set<TaskCgroup>();
   private closing: Promise<void> | undefined;
+  private readonly handlers = new Map<string, Handler<any, unknown, TaskHandlerContext>>(); // eslint-disable-line @typescript-eslint/no-explicit-any
+  private readonly comms: CommsSettings;
+  private readonly controlPlane: ControlPlaneSettings | undefined;
 
   constructor(options: SupervisorOptions = {}) {
     super();
@@ -49,6 +83,43 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.reactor = new Reactor((err) => this.log('error', `internal timer callback failed: ${(err as Error)?.message ?? String(err)}`));
     this.signaller = new Signaller((err) => this.log('error', err.message, { code: err.code }));
     this.cgroups = containment === 'auto' ? CgroupTier.detect() : undefined;
+    this.comms = { ...(options.comms ?? {}) };
+    this.controlPlane = options.controlPlane ? resolveControlPlane(options.controlPlane) : undefined;
+  }
+
+  /**
+   * Registers the handler of a comms request type for every task of this supervisor. It replaces
+   * the default one (the control-plane proxies) of the same type.
+   */
+  handle(type: string, handler: Handler<any, unknown, TaskHandlerContext>): this { // eslint-disable-line @typescript-eslint/no-explicit-any
+    if (typeof type !== 'string' || type === '') throw new TypeError('warden: handle(type, handler) needs a non-empty request type.');
+    if (typeof handler !== 'function') throw new TypeError(`warden: the handler of ${type} must be a function.`);
+    this.handlers.set(type, handler);
+    return this;
+  }
+
+  /** Fills a task's registry: the defaults first, then the executor's handlers over them. */
+  private fillRegistry(task: Task, registry: HandlerRegistry<any, TaskHandlerContext>): void { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const cp = this.controlPlane;
+    const ti = task.spec.ti;
+    if (cp && ti) {
+      const defaults = defaultHandlers(
+        cp.client,
+        { id: ti.id, dagId: ti.dagId ?? '', runId: ti.runId ?? '', taskId: ti.taskId ?? '', ...(ti.mapIndex !== undefined ? { mapIndex: ti.mapIndex } : {}) },
+        {
+          onTerminalState: (state, body) => task.control?.onTerminalState(state, body),
+          maskSecret: (value) => task.maskSecret(value),
+        },
+      );
+      for (const [type, fn] of Object.entries(defaults)) registry.replace(type, fn as never);
+    } else {
+      registry.replace('MaskSecret', async (body: { value?: unknown }) => {
+        if (typeof body.value !== 'string') throw new WardenError('ERR_BAD_REQUEST', 'MaskSecret needs a string value');
+        task.maskSecret(body.value);
+        return { ok: true };
+      });
+    }
+    for (const [type, fn] of this.handlers) registry.replace(type, fn);
   }
 
   /** The strongest containment this supervisor can give a task. */
@@ -64,13 +135,21 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (this.closing) throw new WardenError('ERR_SUPERVISOR_CLOSED', 'this supervisor is closing or closed; create a new Supervisor to start more tasks.');
     const resolved = resolveSpec(spec);
     if (this.tasks.has(resolved.id)) throw new WardenError('ERR_INVALID_OPTION', `a task with id ${resolved.id} is already running under this supervisor; ids must be unique.`);
+    if (resolved.ti && !this.controlPlane) {
+      throw new WardenError('ERR_INVALID_OPTION', `task ${resolved.id} names a task instance (ti) but this supervisor has no control plane; pass {controlPlane: {url, token}} to new Supervisor().`);
+    }
+    const handlers = new HandlerRegistry<any, TaskHandlerContext>(); // eslint-disable-line @typescript-eslint/no-explicit-any
     const task = new Task(resolved, {
+      handlers,
+      comms: this.comms,
+      controlPlane: this.controlPlane,
       reactor: this.reactor,
       signaller: this.signaller,
       cgroups: this.cgroups,
       onSettled: (t) => this.onSettled(t),
       keepCgroup: (cg) => this.keepForRemoval(cg),
     });
+    this.fillRegistry(task, handlers);
     task.on('record', (r) => this.emit('record', r));
     this.tasks.set(task.id, task);
     task.start();
@@ -110,4 +189,20 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private log(level: WardenRecord['level'], event: string, fields: Record<string, unknown> = {}): void {
     this.emit('record', { timestamp: new Date().toISOString(), level, logger: 'warden', event, ...fields });
   }
+}
+
+function resolveControlPlane(o: ControlPlaneOptions): ControlPlaneSettings {
+  if (o === null || typeof o !== 'object') throw new TypeError('warden: controlPlane must be an object {url, token}.');
+  const requestTimeoutMs = msOption('controlPlane.requestTimeoutMs', o.requestTimeoutMs, 5000, 1);
+  const heartbeatIntervalMs = msOption('controlPlane.heartbeatIntervalMs', o.heartbeatIntervalMs, 5000, 1);
+  const retries = msOption('controlPlane.startRetries', o.startRetries, 5, 0);
+  const minRetryMs = msOption('controlPlane.minRetryMs', o.minRetryMs, 500, 0);
+  const base = { baseUrl: o.url, token: o.token, minRetryMs, maxRetryMs: Math.max(minRetryMs, 16_000) };
+  return {
+    client: new ControlPlaneClient({ ...base, requestTimeoutMs, retries }),
+    heartbeatClient: new ControlPlaneClient({ ...base, requestTimeoutMs: Math.min(requestTimeoutMs, heartbeatIntervalMs), retries: 0 }),
+    heartbeatIntervalMs,
+    maxFailedHeartbeats: msOption('controlPlane.maxFailedHeartbeats', o.maxFailedHeartbeats, 3, 1),
+    overtimeMs: msOption('controlPlane.overtimeMs', o.overtimeMs, 20_000, 0),
+  };
 }

@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { OutputPump } from '../process/output-pump.js';
 import type { Reactor, StreamReg } from '../reactor/reactor.js';
 import type { ResolvedSpec } from './options.js';
+import type { TaskLog } from './task-log.js';
 import type { Task } from './task.js';
 
 /** The pipes of one task, as the task sees them. */
@@ -15,22 +16,25 @@ export interface TaskIO {
   endStdin(): void;
   /** The comms channel socket (fd 4), for the comms layer. */
   comms: StreamReg | undefined;
+  /** Backpressure from the log writer: pause / resume stdout, stderr and fd 3. */
+  pauseLogged(): void;
+  resumeLogged(): void;
 }
 
-/** Hooks later layers (logs, comms) use to take over a channel instead of the defaults here. */
+/** The consumers of the channels: the task's log (stdout, stderr, fd 3) and comms (fd 4). */
 export interface ChannelHooks {
-  log?: { data(chunk: Buffer): void; end(): void };
-  comms?: { data(chunk: Buffer): void; end(): void };
+  log: TaskLog;
+  comms?: { data(chunk: Buffer): void; end(): void; drain(): void };
 }
 
 const OUTPUT = ['stdout', 'stderr', 'log', 'comms'] as const;
 
 /**
- * Registers the child's stdio and channel sockets with the reactor and routes their bytes.
- * fd 3 lines are emitted as `logline` events; fd 4 bytes are read and discarded until the comms
- * layer takes the channel (`hooks.comms`).
+ * Registers the child's stdio and channel sockets with the reactor and routes their bytes:
+ * stdout and stderr to events, the spec's sinks and the task's log; fd 3 to the log; fd 4 to the
+ * comms channel (read and discarded when there is none).
  */
-export function wireTaskIO(task: Task, reactor: Reactor, child: ChildProcess, spec: ResolvedSpec, onClosed: () => void, hooks: ChannelHooks = {}): TaskIO {
+export function wireTaskIO(task: Task, reactor: Reactor, child: ChildProcess, spec: ResolvedSpec, onClosed: () => void, hooks: ChannelHooks): TaskIO {
   const regs = new Map<string, StreamReg>();
   const pumps: OutputPump[] = [];
   const streams = child.stdio;
@@ -43,8 +47,12 @@ export function wireTaskIO(task: Task, reactor: Reactor, child: ChildProcess, sp
       data: (chunk) => {
         task.emit(name, chunk);
         pump?.push(chunk);
+        hooks.log[name](chunk);
       },
-      end: onClosed,
+      end: () => {
+        hooks.log.end(name);
+        onClosed();
+      },
       error: (err) => {
         task.log('warning', `${name} pipe failed: ${err.message}`);
         queueMicrotask(onClosed);
@@ -58,31 +66,12 @@ export function wireTaskIO(task: Task, reactor: Reactor, child: ChildProcess, sp
 
   const logStream = streams[3] as Readable | null;
   if (logStream) {
-    let pending = '';
-    const max = spec.maxLineBytes;
-    const onData =
-      hooks.log?.data ??
-      ((chunk: Buffer): void => {
-        pending += chunk.toString('utf8');
-        let nl: number;
-        while ((nl = pending.indexOf('\n')) >= 0) {
-          task.emit('logline', pending.slice(0, nl).replace(/\r$/, ''));
-          pending = pending.slice(nl + 1);
-        }
-        // Bounded: an endless line is cut into pieces of maxLineBytes characters.
-        while (pending.length > max) {
-          task.emit('logline', pending.slice(0, max));
-          pending = pending.slice(max);
-        }
-      });
     regs.set(
       'log',
       reactor.addStream(task.id, 'log', logStream as never, {
-        data: onData,
+        data: (chunk) => hooks.log.channel(chunk),
         end: () => {
-          if (hooks.log) hooks.log.end();
-          else if (pending) task.emit('logline', pending);
-          pending = '';
+          hooks.log.end('log');
           onClosed();
         },
         error: () => queueMicrotask(onClosed),
@@ -96,6 +85,7 @@ export function wireTaskIO(task: Task, reactor: Reactor, child: ChildProcess, sp
       'comms',
       reactor.addStream(task.id, 'comms', commsStream as never, {
         data: hooks.comms?.data ?? ((): void => {}),
+        ...(hooks.comms ? { drain: hooks.comms.drain } : {}),
         end: () => {
           hooks.comms?.end();
           onClosed();
@@ -115,6 +105,18 @@ export function wireTaskIO(task: Task, reactor: Reactor, child: ChildProcess, sp
 
   return {
     comms: regs.get('comms'),
+    pauseLogged: () => {
+      for (const n of ['stdout', 'stderr', 'log']) {
+        const reg = regs.get(n);
+        if (reg) reactor.pause(reg, 'log');
+      }
+    },
+    resumeLogged: () => {
+      for (const n of ['stdout', 'stderr', 'log']) {
+        const reg = regs.get(n);
+        if (reg) reactor.resume(reg, 'log');
+      }
+    },
     openPipes: () => OUTPUT.reduce((n, name) => {
       const reg = regs.get(name);
       return n + (reg && !reg.released && !reg.ended ? 1 : 0);

@@ -9,8 +9,15 @@ import { runKillLadder } from '../signal/kill-ladder.js';
 import { findMembers, type MemberQuery } from '../signal/members.js';
 import { isAliveStat, readStat } from '../signal/proc.js';
 import type { Signaller } from '../signal/signaller.js';
+import type { CommsChannel } from '../comms/channel.js';
+import type { HandlerRegistry } from '../comms/handlers.js';
 import type { ResolvedSpec } from './options.js';
+import { createTaskChannel, type CommsSettings, type TaskHandlerContext } from './task-comms.js';
+import { TaskControlPlane, type ControlPlaneSettings } from './task-control-plane.js';
 import { wireTaskIO, type TaskIO } from './task-io.js';
+import { buildResult } from './task-result.js';
+import { TaskLog } from './task-log.js';
+import { exitRecord, type LogRecord } from '../logs/records.js';
 import type { Containment, TaskResult, TaskState, TeardownReport, TerminationReason } from './types.js';
 
 export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'critical';
@@ -28,12 +35,15 @@ export interface TaskEvents {
   spawn: (info: { pid: number; pgid: number; containment: Containment; cookie: string }) => void;
   stdout: (chunk: Buffer) => void;
   stderr: (chunk: Buffer) => void;
-  /** One line of the fd 3 log channel, as text. */
-  logline: (line: string) => void;
+  /** Every record of the task's log (stdout, stderr, fd 3 and warden's own), masked. */
+  log: (record: LogRecord) => void;
+  /** Warden's own records about the task (also in `log`). */
   record: (record: WardenRecord) => void;
   exit: (info: { exitCode: number | null; signal: NodeJS.Signals | null }) => void;
   teardown: (report: TeardownReport) => void;
   settled: (result: TaskResult) => void;
+  /** A value registered for masking. */
+  secret: (value: string) => void;
 }
 
 export interface TaskDeps {
@@ -44,7 +54,13 @@ export interface TaskDeps {
   keepCgroup(cg: TaskCgroup): void;
   /** Called once the task has settled and released everything. */
   onSettled(task: Task): void;
+  handlers: HandlerRegistry<any, TaskHandlerContext>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  comms: CommsSettings;
+  controlPlane: ControlPlaneSettings | undefined;
 }
+
+/** Secrets kept per task for masking; more are ignored (and logged once). */
+const MAX_SECRETS = 1000;
 
 /**
  * One task's life: spawn, run, end (on its own or through the teardown ladder), settle.
@@ -86,8 +102,11 @@ export class Task extends EventEmitter<TaskEvents> {
   private backstopStrikes = 0;
   private error: WardenError | null = null;
   private spawnStatus: number | null = null;
-  /** A terminal state set by a later layer (the task reporting one over comms, the control plane). */
-  stateOverride: TaskState | undefined;
+  /** Values masked as `***` in the task's log records (registered by handlers and MaskSecret). */
+  readonly secrets = new Set<string>();
+  channel: CommsChannel<TaskHandlerContext> | undefined;
+  control: TaskControlPlane | undefined;
+  private overtimeTimer: number | undefined;
 
   constructor(
     spec: ResolvedSpec,
@@ -99,7 +118,18 @@ export class Task extends EventEmitter<TaskEvents> {
     this.cookie = makeCookie(spec.id);
     this.containment = spec.isolate ? 'group+cookie' : 'pid+cookie';
     this.result = new Promise((resolve) => (this.resolveResult = resolve));
+    // Opening the log file can fail: a usage error thrown to start()'s caller; nothing started.
+    this.tlog = new TaskLog({
+      path: spec.logFile,
+      maxLineBytes: spec.maxLineBytes,
+      onRecord: (r) => this.emit('log', r),
+      onError: (e) => this.emit('record', wardenOnly('error', e.message, { task: this.id, code: e.code })),
+      pause: () => this.io?.pauseLogged(),
+      resume: () => this.io?.resumeLogged(),
+    });
   }
+
+  private readonly tlog: TaskLog;
 
   /** Aborted when the task settles; pass it to anything done on the task's behalf. */
   get signal(): AbortSignal {
@@ -136,7 +166,10 @@ export class Task extends EventEmitter<TaskEvents> {
     }
     const child = (this.child = spawned.child);
     child.on('error', this.onChildError);
-    this.io = wireTaskIO(this, reactor, child, this.spec, () => this.maybeSettle());
+    const onClosed = (): void => this.maybeSettle();
+    const comms = createTaskChannel(this, reactor, this.deps.handlers, this.deps.comms, () => this.io, onClosed);
+    this.channel = comms.channel;
+    this.io = wireTaskIO(this, reactor, child, this.spec, onClosed, { log: this.tlog, comms: comms.hooks });
     if (child.pid === undefined) return; // 'error' follows on the next tick.
     this.pid = child.pid;
     const st = readStat(child.pid);
@@ -145,6 +178,20 @@ export class Task extends EventEmitter<TaskEvents> {
     child.once('exit', (code, signal) => this.onLeaderExit(code, signal, false));
     if (this.spec.timeoutMs > 0) this.timeoutTimer = reactor.timer(this.id, this.spec.timeoutMs, () => this.terminate('timeout'));
     this.armBackstop();
+    const cp = this.deps.controlPlane;
+    if (cp && this.spec.ti) {
+      this.control = new TaskControlPlane(this, cp, this.spec.ti, (runContext) => {
+        for (const c of runContext.connections ?? []) {
+          if (c.password) this.maskSecret(c.password);
+          if (c.extra) this.maskSecret(c.extra);
+        }
+        this.channel?.sendStartup({ taskId: this.id, tiId: this.spec.ti!.id, tryNumber: this.spec.ti!.tryNumber ?? 1, runContext });
+      });
+      this.control.start();
+    } else {
+      // No control plane: the task may start at once.
+      this.channel.sendStartup({ taskId: this.id, tiId: this.spec.ti?.id ?? null, tryNumber: this.spec.ti?.tryNumber ?? 1 });
+    }
     const info = { pid: child.pid, pgid: this.pgid, containment: this.containment, cookie: this.cookie };
     // Emitted on the next microtask so that listeners attached right after start() see it.
     queueMicrotask(() => {
@@ -177,9 +224,40 @@ export class Task extends EventEmitter<TaskEvents> {
     this.runLadder();
   }
 
+  /** Ends the task with an error that explains why (a refused start, ...). */
+  fail(error: WardenError, reason: TerminationReason): void {
+    this.error ??= error;
+    this.terminate(reason);
+  }
+
+  /** Schedules a task timer on the supervisor's wheel; it never runs after the task settled. */
+  timer(ms: number, cb: () => void): number {
+    return this.deps.reactor.timer(this.id, ms, cb);
+  }
+
+  /** After a terminal state was reported: the task has `ms` to exit, then it is ended (`overtime`). */
+  armOvertime(ms: number): void {
+    if (this.overtimeTimer !== undefined || this.phase === 'settled') return;
+    this.overtimeTimer = this.timer(ms, () => {
+      this.log('warning', `the task reported its final state but was still running ${ms} ms later`);
+      this.terminate('overtime');
+    });
+  }
+
+  /** Registers a value masked as `***` in every record of this task's log. */
+  maskSecret(value: string): void {
+    if (typeof value !== 'string' || value.length === 0) return;
+    if (this.secrets.size >= MAX_SECRETS) return;
+    this.secrets.add(value);
+    this.tlog.masker.add(value);
+    this.emit('secret', value);
+  }
+
   /** A supervisor-authored record about this task. */
   log(level: LogLevel, event: string, fields: Record<string, unknown> = {}): void {
-    this.emit('record', { timestamp: new Date().toISOString(), level, logger: 'warden', event, task: this.id, ...fields });
+    const record = wardenOnly(level, event, { task: this.id, ...fields });
+    this.emit('record', record);
+    this.tlog.record(record);
   }
 
   private setReason(reason: TerminationReason): void {
@@ -238,9 +316,26 @@ export class Task extends EventEmitter<TaskEvents> {
     this.afterLeaderOrLadder();
   }
 
+  /** Members found by the last look (leftover check or teardown); undefined: never looked. */
+  private lastMemberCount: number | undefined;
+
   private hasMembers(): boolean {
     if (this.cgroup) return this.cgroup.populated();
-    return findMembers(this.memberQuery()).length > 0;
+    this.lastMemberCount = findMembers(this.memberQuery()).length;
+    return this.lastMemberCount > 0;
+  }
+
+  /**
+   * Members alive at settle. The cgroup answers cheaply; otherwise the last look is reused when
+   * it found nothing (nothing left could have forked since), and the table is scanned only when
+   * something was left.
+   */
+  private countSurvivors(): number {
+    if (this.pid === undefined) return 0;
+    if (this.cgroup) return this.cgroup.procs().filter((p) => isAliveStat(readStat(p))).length;
+    const known = this.report ? this.report.survivors : this.lastMemberCount;
+    if (known === 0) return 0;
+    return findMembers(this.memberQuery()).length;
   }
 
   memberQuery(): MemberQuery {
@@ -276,6 +371,7 @@ export class Task extends EventEmitter<TaskEvents> {
       (report) => {
         this.ladderState = 'done';
         this.report = report;
+        this.lastMemberCount = report.survivors;
         this.emit('teardown', report);
         this.afterLeaderOrLadder();
       },
@@ -312,34 +408,43 @@ export class Task extends EventEmitter<TaskEvents> {
     const pipesForceClosed = forced.some((n) => n !== 'stdin');
     if (pipesForceClosed) this.log('warning', `pipes force-closed ${this.spec.drainMs} ms after the leader exited (held open by a process outside warden's reach)`, { pipes: forced });
     this.child?.removeListener('error', this.onChildError);
-    let survivors = 0;
-    if (this.pid !== undefined) {
-      survivors = this.cgroup ? this.cgroup.procs().filter((p) => isAliveStat(readStat(p))).length : findMembers({ ...this.memberQuery() }).length;
-    }
+    const survivors = this.countSurvivors();
     if (this.cgroup && (survivors > 0 || !this.cgroup.remove())) this.deps.keepCgroup(this.cgroup);
-    const status = this.spawnStatus ?? shellStatus(this.exitCode, this.exitSignal);
-    const reason = this.reason ?? 'exited';
-    const state: TaskState = this.stateOverride ?? (reason === 'exited' && status === 0 ? 'success' : 'failed');
-    const result: TaskResult = {
+    const result = buildResult({
       taskId: this.id,
-      state,
-      reason,
+      reason: this.reason ?? 'exited',
       exitCode: this.exitCode,
       signal: this.exitSignal,
-      status,
+      status: this.spawnStatus ?? shellStatus(this.exitCode, this.exitSignal),
       pid: this.pid,
       containment: this.containment,
-      durationMs: Math.round((performance.now() - this.t0) * 100) / 100,
-      signalled: this.report?.signalled ?? 0,
-      escapees: this.report?.escapees ?? 0,
+      durationMs: performance.now() - this.t0,
       survivors,
       pipesForceClosed,
-      teardown: this.report,
-      error: this.error ? this.error.toJSON() : null,
+      report: this.report,
+      error: this.error,
+    });
+    this.abort.abort(new WardenError('ERR_CHANNEL_CLOSED', `task ${this.id} ended (${result.reason})`));
+    if (this.pid !== undefined) {
+      const signalledByWarden = this.report !== null && this.report.signals.some((x) => x.outcome === 'sent' && x.signal === this.exitSignal);
+      const diag = exitRecord({ exitCode: this.exitCode, signal: this.exitSignal, signalledByWarden, pipesForceClosed, drainMs: this.spec.drainMs });
+      this.tlog.record({ ...diag, task: this.id });
+    }
+    const finish = (final: TaskResult): void => {
+      void this.tlog.close().then(() => {
+        const logErrors = this.tlog.errors.map((e) => e.message);
+        this.deps.onSettled(this);
+        const out = logErrors.length > 0 ? { ...final, logErrors } : final;
+        this.emit('settled', out);
+        this.resolveResult(out);
+      });
     };
-    this.abort.abort(new WardenError('ERR_CHANNEL_CLOSED', `task ${this.id} ended (${reason})`));
-    this.deps.onSettled(this);
-    this.emit('settled', result);
-    this.resolveResult(result);
+    if (this.control) {
+      void this.control.finalize(result).then(finish, () => finish(result));
+    } else finish(result);
   }
+}
+
+function wardenOnly(level: LogLevel, event: string, fields: Record<string, unknown>): WardenRecord {
+  return { timestamp: new Date().toISOString(), level, logger: 'warden', event, ...fields };
 }

@@ -54,7 +54,7 @@ export interface TaskSpec {
   stderr?: Writable;
   /** End the whole tree after this many ms (reason `timeout`, `warden run` exit 124). 0 or absent: no limit. */
   timeoutMs?: number;
-  /** Graceful signal -> SIGKILL delay. Default 5000. 0 sends the graceful signal and escalates at once. */
+  /** Graceful signal -> SIGKILL delay. Default 5000. 0 skips the graceful signal: SIGKILL (scan + kill rounds) at once. */
   graceMs?: number;
   /**
    * Once the leader has exited and any teardown has finished, how long the pipes may stay open
@@ -67,10 +67,21 @@ export interface TaskSpec {
   maxKillRounds?: number;
   /** When the leader exits and members remain, tear them down. Default: true when isolated, else false. */
   killLeftovers?: boolean;
-  /** Longest accepted fd 3 log line before it is split (bytes). Default 65536. */
+  /**
+   * Append the task's JSON-lines log (stdout, stderr, fd 3 records and warden's own, masked) to
+   * this file; earlier lines are kept. A file that cannot be opened makes start() throw
+   * ERR_LOG_FILE. Without it the records are only emitted as `log` events.
+   */
+  logFile?: string;
+  /** Longest log line (UTF-8 bytes) before it is split into records marked `part`/`more`. Default 65536. */
   maxLineBytes?: number;
   /** Interval of the backstop that notices a leader gone without an exit event. Default 1000. */
   exitCheckMs?: number;
+  /**
+   * The task instance this task runs as on the supervisor's control plane. With it, warden starts
+   * the instance, heartbeats, and reports the final state; without it, no control-plane call is made.
+   */
+  ti?: import('./task-control-plane.js').TaskInstanceSpec;
 }
 
 export interface SignalRecord {
@@ -103,6 +114,8 @@ export interface TeardownReport {
   /** Processes we were not allowed to signal. */
   epermPids: number[];
   killRounds: number;
+  /** Members alive after the last round (0 unless EPERM or maxKillRounds stopped the ladder). */
+  survivors: number;
   durationMs: number;
 }
 
@@ -126,4 +139,8 @@ export interface TaskResult {
   pipesForceClosed: boolean;
   teardown: TeardownReport | null;
   error: { code: string; message: string } | null;
+  /** Failures of the log file after start (the task went on; records were still emitted). */
+  logErrors?: string[];
+  /** The task's life on the control plane, when it ran as a task instance. */
+  controlPlane?: import('./task-control-plane.js').ControlPlaneReport;
 }

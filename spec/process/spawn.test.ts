@@ -85,10 +85,10 @@ describe('channels and environment', () => {
       });
       let out = '';
       let err = '';
-      const lines: string[] = [];
+      const records: Array<Record<string, unknown>> = [];
       task.on('stdout', (b) => (out += b));
       task.on('stderr', (b) => (err += b));
-      task.on('logline', (l) => lines.push(l));
+      task.on('log', (r) => records.push(r));
       const r = await task.result;
       expect(r).toMatchObject({ state: 'failed', reason: 'exited', exitCode: 3, status: 3, pipesForceClosed: false });
       expect(out).toBe('out:3:4\n');
@@ -96,7 +96,12 @@ describe('channels and environment', () => {
       expect(err).toMatch(/KEEP_ME=yes/);
       expect(err).toMatch(new RegExp(`WARDEN_TASK=${task.cookie.replace('.', '\\.')}`));
       expect(err).not.toMatch(/SECRET_ONE|WARDEN_TOKEN/);
-      expect(lines).toEqual(['{"event":"hello from fd 3"}', 'partial']);
+      const channel = records.filter((r) => r.logger === 'task');
+      expect(channel.map((r) => [r.event, r.malformed ?? false])).toEqual([
+        ['hello from fd 3', false],
+        ['partial', true],
+      ]);
+      expect(records.filter((r) => r.logger === 'task.stdout').map((r) => r.event)).toEqual(['out:3:4']);
     });
   });
 

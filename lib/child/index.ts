@@ -1,0 +1,140 @@
+/**
+ * `warden/child`: the task's side of warden, for Node tasks. Light on purpose: it imports only the
+ * frame codec, the protocol's names and the error class, never the supervisor.
+ *
+ *     import { connect } from 'warden/child';
+ *     const warden = await connect();            // waits for the supervisor's StartupDetails
+ *     const { value } = await warden.request('GetVariable', { key: 'greeting' });
+ *     warden.log.info('greeted', { value });
+ *
+ * Tasks in other languages speak the same protocol on fds 3 and 4: see docs/protocol.md.
+ */
+import net from 'node:net';
+import { WardenError } from '../errors.js';
+import {
+  COMMS_FD_ENV, DEFAULT_MAX_FRAME_BYTES, DEFAULT_REQUEST_TIMEOUT_MS,
+  type AnyRequests, type RequestMapOf, type StartupDetails,
+} from '../comms/protocol.js';
+import { ChildConnection, type RequestOptions } from './connection.js';
+import { createTaskLog, type TaskLog } from './task-log.js';
+
+export { WardenError } from '../errors.js';
+export type { WardenErrorCode } from '../errors.js';
+export {
+  COMMS_FD_ENV, LOG_FD_ENV, STARTUP_FRAME_ID, STARTUP_TYPE, MAX_REQUEST_ID, DEFAULT_MAX_FRAME_BYTES,
+  type AnyRequests, type DefaultRequests, type ErrorBody, type RequestBody, type RequestMapOf,
+  type RequestSpec, type ResponseBody, type StartupDetails,
+} from '../comms/protocol.js';
+export {
+  encodeFrame, decodeBody, FrameDecoder, FRAME_HEADER_BYTES,
+  type DecodedFrame, type Frame, type FrameMalformed, type FrameTooLarge,
+} from '../comms/frame-codec.js';
+export { createTaskLog, type TaskLog, type TaskLogLevel } from './task-log.js';
+export type { RequestOptions } from './connection.js';
+
+export interface ConnectOptions {
+  /** Where to find `WARDEN_COMMS_FD` and `WARDEN_LOG_FD`. Default `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** Largest frame accepted or sent (length field: id + body). Default 16 MiB; must match the supervisor's. */
+  maxFrameBytes?: number;
+  /** Default per-request timeout (ms) for `request()`. Default 30000; 0 = no limit. */
+  requestTimeoutMs?: number;
+  /**
+   * How long `connect()` waits for the StartupDetails frame before rejecting with
+   * `ERR_REQUEST_TIMEOUT`. Default 0 = as long as it takes: the supervisor sends it once the
+   * control plane accepted the task, which may take its retries, and it bounds the task anyway.
+   */
+  startupTimeoutMs?: number;
+}
+
+/** A task connected to its supervisor. */
+export interface WardenChild<M extends RequestMapOf<M> = AnyRequests> {
+  /** The StartupDetails frame's body: task id, attempt, run context. */
+  readonly startup: StartupDetails;
+  /**
+   * Sends one request and resolves with the response's `ok` value. Rejects with a WardenError: the
+   * response's own `code`/`message`/`detail` (`ERR_NOT_FOUND`, `ERR_BUSY`, ...),
+   * `ERR_REQUEST_TIMEOUT` after `timeoutMs`, `ERR_CHANNEL_CLOSED` if the channel ends first,
+   * `ERR_FRAME_TOO_LARGE` for a body over `maxFrameBytes`. Any number may be in flight; the
+   * supervisor answers those beyond its `maxInflightRequests` (default 64) with `ERR_BUSY`.
+   * Throws `ERR_INVALID_OPTION` synchronously for a bad `type`, `body` or `timeoutMs`.
+   */
+  request<K extends keyof M & string>(type: K, body?: M[K]['request'], options?: RequestOptions): Promise<M[K]['response']>;
+  /** The task log on `WARDEN_LOG_FD` (stderr with a one-time notice when it is missing). */
+  readonly log: TaskLog;
+  /** True once the channel has ended, from either side. */
+  readonly closed: boolean;
+  /** Ends the channel now: pending requests reject with `ERR_CHANNEL_CLOSED`, the supervisor sees EOF. */
+  close(): Promise<void>;
+}
+
+let shared: { fd: number; child: Promise<WardenChild<any>> } | undefined; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/**
+ * Opens the comms channel named by `WARDEN_COMMS_FD` and resolves once the supervisor's
+ * StartupDetails frame has arrived (user code must not run before it). One channel per process:
+ * later calls for the same fd get the same promise.
+ *
+ * Rejects with WardenError `ERR_NOT_UNDER_WARDEN` when the variable is missing or names no usable
+ * fd, `ERR_CHANNEL_CLOSED` when the channel ends before the startup frame, `ERR_REQUEST_TIMEOUT`
+ * after `startupTimeoutMs`. Throws `ERR_INVALID_OPTION` synchronously for bad options.
+ *
+ * Once connected the library keeps the process alive only while a request is pending. The fd is
+ * inherited by the task's own children unless they close it; the supervisor sees EOF when the last
+ * holder exits.
+ */
+export function connect<M extends RequestMapOf<M> = AnyRequests>(options: ConnectOptions = {}): Promise<WardenChild<M>> {
+  const maxFrameBytes = intOption('maxFrameBytes', options.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES, 4);
+  const requestTimeoutMs = intOption('requestTimeoutMs', options.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 0);
+  const startupTimeoutMs = intOption('startupTimeoutMs', options.startupTimeoutMs, 0, 0);
+  const env = options.env ?? process.env;
+  const raw = env[COMMS_FD_ENV];
+  if (raw === undefined || raw === '') {
+    return Promise.reject(new WardenError('ERR_NOT_UNDER_WARDEN', `${COMMS_FD_ENV} is not set, so this task is not running under warden and has no comms channel. Start it with \`warden run -- <command>\` or a warden Supervisor; code that must also run alone can skip connect() when process.env.${COMMS_FD_ENV} is undefined.`));
+  }
+  const fd = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(fd)) {
+    return Promise.reject(new WardenError('ERR_NOT_UNDER_WARDEN', `${COMMS_FD_ENV}=${JSON.stringify(raw)} is not an fd number; it is set by warden when it starts the task, so do not set it by hand`));
+  }
+  if (shared !== undefined && shared.fd === fd) return shared.child as Promise<WardenChild<M>>;
+  let socket: net.Socket;
+  try {
+    socket = new net.Socket({ fd, readable: true, writable: true });
+  } catch (cause) {
+    return Promise.reject(new WardenError('ERR_NOT_UNDER_WARDEN', `${COMMS_FD_ENV}=${fd} names no open socket or pipe (${cause instanceof Error ? cause.message : String(cause)}); the task must be started by warden, which passes the channel as fd ${fd}`, { cause }));
+  }
+  const connection = new ChildConnection(socket, { maxFrameBytes, requestTimeoutMs, startupTimeoutMs });
+  const child = connection.ready().then((startup) => makeChild<M>(connection, startup, createTaskLog({ env }), requestTimeoutMs));
+  shared = { fd, child };
+  return child;
+}
+
+function makeChild<M extends RequestMapOf<M>>(connection: ChildConnection, startup: StartupDetails, log: TaskLog, defaultTimeoutMs: number): WardenChild<M> {
+  return {
+    startup,
+    log,
+    get closed() {
+      return connection.closed;
+    },
+    request(type, body, options) {
+      if (typeof type !== 'string' || type.length === 0) {
+        throw new WardenError('ERR_INVALID_OPTION', `request type must be a non-empty string, got ${JSON.stringify(type)}`);
+      }
+      const payload: unknown = body ?? {};
+      if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
+        throw new WardenError('ERR_INVALID_OPTION', `the body of a ${type} request must be a plain object, got ${Array.isArray(payload) ? 'an array' : typeof payload}`);
+      }
+      const timeoutMs = intOption('timeoutMs', options?.timeoutMs, defaultTimeoutMs, 0);
+      return connection.request(type, payload as Record<string, unknown>, timeoutMs) as Promise<M[typeof type]['response']>;
+    },
+    close: () => connection.close(),
+  };
+}
+
+function intOption(name: string, value: number | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < min || value > 2 ** 31 - 1) {
+    throw new WardenError('ERR_INVALID_OPTION', `${name} must be an integer from ${min} to ${2 ** 31 - 1}, got ${String(value)}`);
+  }
+  return value;
+}

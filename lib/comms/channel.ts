@@ -1,0 +1,320 @@
+/**
+ * The supervisor side of one task's comms channel (fd 4). It frames, dispatches and answers; it
+ * does not own the socket: the reactor does, and talks to the channel through `ChannelIO` and the
+ * `onData` / `onDrain` / `onEnd` calls.
+ */
+import { WardenError } from '../errors.js';
+import { resolveChannelOptions, type ChannelIO, type CommsChannelOptions, type CommsStats } from './channel-options.js';
+import { encodeFrame, FrameDecoder, type DecodedFrame } from './frame-codec.js';
+import { safeLog, type CommsLog, type CommsLogLevel, type Handler, type HandlerRegistry } from './handlers.js';
+import { InflightRequest, InflightTable } from './inflight-requests.js';
+import { STARTUP_FRAME_ID, STARTUP_TYPE, type ErrorBody, type RequestBody, type ResponseBody } from './protocol.js';
+import { clip, errorMessage, parseRequest } from './request-parse.js';
+import { ResponseWriter } from './response-writer.js';
+
+export type { ChannelIO, CommsChannelOptions, CommsStats } from './channel-options.js';
+
+const NO_FRAMES: DecodedFrame[] = [];
+const CLOSED_NOTE = 'the channel is closed and the task goes on without comms';
+
+/**
+ * Invariants:
+ * - Every request frame gets exactly one response with its id, unless the channel ends first:
+ *   `{ok}` from its handler, or `{error: {code, message, detail?}}`.
+ * - At most `maxInflightRequests` handlers run at once; each `ctx.signal` aborts when its answer
+ *   stops being wanted (timeout, end). After the end nothing is written and no handler result is
+ *   sent; `io.close` is called at most once and never after `onEnd()`.
+ * - While `queuedBytes > maxQueuedWriteBytes`, no new request is handled and reading is paused.
+ * - The channel holds at most one partial frame and the unhandled frames of one chunk.
+ * - `onData`, `onDrain` and `onEnd` never throw; failures are logged and end the channel.
+ */
+export class CommsChannel<C = unknown> {
+  readonly taskId: string;
+  readonly #io: ChannelIO;
+  readonly #handlers: HandlerRegistry<any, C>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  readonly #signal: AbortSignal | undefined;
+  readonly #maxFrameBytes: number;
+  readonly #maxInflight: number;
+  readonly #maxQueued: number;
+  readonly #log: CommsLog;
+  readonly #context: C;
+  readonly #decoder: FrameDecoder;
+  readonly #writer: ResponseWriter;
+  readonly #inflight: InflightTable<C>;
+  readonly #stats = { requests: 0, errors: {} as Record<string, number>, bytesIn: 0, readPauses: 0 };
+  #backlog = NO_FRAMES;
+  #backlogPos = 0;
+  #processing = false;
+  #readingPaused = false;
+  #ioPaused = false;
+  #startupSent = false;
+  #ended = false;
+  #endReason: string | undefined;
+
+  constructor(options: CommsChannelOptions<C>) {
+    const resolved = resolveChannelOptions(options);
+    this.taskId = options.taskId;
+    this.#io = options.io;
+    this.#handlers = options.handlers;
+    this.#signal = options.signal;
+    this.#maxFrameBytes = resolved.maxFrameBytes;
+    this.#maxInflight = resolved.maxInflightRequests;
+    this.#maxQueued = resolved.maxQueuedWriteBytes;
+    this.#inflight = new InflightTable<C>(resolved.handlerTimeoutMs, this.#onExpired);
+    this.#log = safeLog(options.log);
+    this.#context = options.context as C;
+    this.#decoder = new FrameDecoder({ maxFrameBytes: this.#maxFrameBytes });
+    this.#writer = new ResponseWriter(this.#io, (err) => this.#fatal('write-failed', err), this.#onShrink);
+    if (this.#signal?.aborted) this.#end('task-aborted', true);
+    else this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  get stats(): CommsStats {
+    const { requests, errors, bytesIn, readPauses } = this.#stats;
+    const w = this.#writer;
+    return { requests, responses: w.responsesWritten, errors: { ...errors }, bytesIn, bytesOut: w.bytesWritten, maxQueuedBytes: w.maxQueuedBytes, readPauses };
+  }
+  get ended(): boolean { return this.#ended; }
+  /** Why the channel ended: `eof`, `task-aborted`, `frame-too-large`, `malformed-frame`, `write-failed`, or `close()`'s reason. */
+  get endReason(): string | undefined { return this.#endReason; }
+  get inflightRequests(): number { return this.#inflight.size; }
+  get queuedBytes(): number { return this.#writer.queuedBytes; }
+  get readingPaused(): boolean { return this.#ioPaused; }
+
+  /**
+   * Sends the id-0 `{type: 'StartupDetails', ...details}` frame; the child's `connect()` resolves on
+   * it. Once per channel: returns false (and sends nothing) if already sent or ended. Throws
+   * WardenError (`ERR_FRAME_TOO_LARGE`, `ERR_BAD_REQUEST`) if `details` cannot be framed.
+   */
+  sendStartup(details: Record<string, unknown> = {}): boolean {
+    if (this.#startupSent || this.#ended) return false;
+    const body: Record<string, unknown> = { type: STARTUP_TYPE, ...details };
+    body['type'] = STARTUP_TYPE;
+    const frame = encodeFrame(STARTUP_FRAME_ID, body, this.#maxFrameBytes);
+    this.#startupSent = true;
+    this.#writer.enqueue(frame, false);
+    return true;
+  }
+
+  /** Ends the channel: cancels handlers, writes nothing more, asks the owner to release the socket. */
+  close(why = 'closed by the supervisor'): void {
+    this.#end(why, true);
+  }
+
+  /** The owner read bytes from the socket. */
+  onData(chunk: Buffer): void {
+    if (this.#ended) return;
+    try {
+      this.#stats.bytesIn += chunk.length;
+      const frames = this.#decoder.push(chunk);
+      if (frames.length === 0) return;
+      if (this.#backlogPos < this.#backlog.length) {
+        for (const frame of frames) this.#backlog.push(frame);
+      } else {
+        this.#backlog = frames;
+        this.#backlogPos = 0;
+      }
+      this.#drainBacklog();
+    } catch (err) {
+      this.#fatal('internal-error', err);
+    }
+  }
+
+  /** The owner's socket took everything written so far. (The writer and `#onShrink` catch their own failures.) */
+  onDrain(): void {
+    if (!this.#ended) this.#writer.onDrain();
+  }
+
+  /** The socket is gone (EOF, reset, child exit). The owner releases it; the channel only stops. */
+  onEnd(): void {
+    if (this.#ended) return;
+    if (this.#decoder.midFrame) {
+      this.#log('warning', 'comms.truncated-frame', { taskId: this.taskId, bufferedBytes: this.#decoder.bufferedBytes });
+    }
+    this.#end('eof', false);
+  }
+
+  #drainBacklog(): void {
+    if (this.#processing) return;
+    this.#processing = true;
+    try {
+      while (this.#backlogPos < this.#backlog.length && !this.#readingPaused && !this.#ended) {
+        this.#handleFrame(this.#backlog[this.#backlogPos++]!);
+      }
+    } finally {
+      this.#processing = false;
+    }
+    if (this.#backlogPos >= this.#backlog.length) {
+      this.#backlog = NO_FRAMES;
+      this.#backlogPos = 0;
+    }
+    if (!this.#ended && !this.#readingPaused && this.#ioPaused) {
+      this.#ioPaused = false;
+      this.#io.resumeReading();
+    }
+  }
+
+  #handleFrame(frame: DecodedFrame): void {
+    if ('malformed' in frame) {
+      const reason = `a frame header announced ${frame.length} bytes, less than the 4 of a request id: the peer does not speak warden framing (stray bytes on fd 4?)`;
+      return this.#protocolError('malformed-frame', { length: frame.length, reason });
+    }
+    this.#stats.requests++;
+    const id = frame.id;
+    if ('tooLarge' in frame) {
+      const detail = { length: frame.length, maxFrameBytes: this.#maxFrameBytes };
+      this.#respondError(id, 'ERR_FRAME_TOO_LARGE', `request ${id} is ${frame.length} bytes, over maxFrameBytes (${this.#maxFrameBytes}); ${CLOSED_NOTE}`, detail);
+      return this.#protocolError('frame-too-large', { requestId: id, ...detail });
+    }
+    const parsed = parseRequest(id, frame.body);
+    if (!parsed.valid) {
+      this.#respondError(id, 'ERR_BAD_REQUEST', parsed.message);
+      return;
+    }
+    const { body } = parsed;
+    const handler = this.#handlers.get(body.type);
+    if (this.#inflight.has(id)) {
+      this.#respondError(id, 'ERR_BAD_REQUEST', `request id ${id} is already in flight; ids must be unique among in-flight requests`);
+    } else if (handler === undefined) {
+      const known = this.#handlers.types().join(', ') || '(none)';
+      this.#respondError(id, 'ERR_UNKNOWN_REQUEST', clip(`no handler for request type "${body.type}"; known types: ${known}`));
+    } else if (this.#inflight.size >= this.#maxInflight) {
+      const message = `${this.#inflight.size} requests are already in flight (maxInflightRequests); retry after one completes`;
+      this.#respondError(id, 'ERR_BUSY', message, { maxInflightRequests: this.#maxInflight });
+    } else {
+      this.#run(id, body.type, body, handler);
+    }
+  }
+
+  /** The peer broke the framing: say so, send what is queued (answers included), and close. */
+  #protocolError(reason: 'malformed-frame' | 'frame-too-large', fields: Record<string, unknown>): void {
+    this.#log('error', `comms.${reason}`, { taskId: this.taskId, ...fields, action: CLOSED_NOTE });
+    this.#writer.flushNow();
+    this.#end(reason, true);
+  }
+
+  #run(id: number, type: string, body: RequestBody, handler: Handler<Record<string, unknown>, unknown, C>): void {
+    const req = new InflightRequest<C>(this.taskId, id, type, this.#context, this.#log, this.#inflight.nextDeadline());
+    this.#inflight.add(req);
+    let result: unknown;
+    try {
+      result = handler(body, req);
+      if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
+        Promise.resolve(result).then((value) => this.#settle(req, value, undefined, false), (err) => this.#settle(req, undefined, err, true));
+        return;
+      }
+    } catch (err) {
+      this.#settle(req, undefined, err, true);
+      return;
+    }
+    this.#settle(req, result, undefined, false);
+  }
+
+  #settle(req: InflightRequest<C>, value: unknown, err: unknown, failed: boolean): void {
+    if (!this.#inflight.settle(req)) return; // already answered (timeout) or ended
+    try {
+      if (!failed) {
+        this.#respond(req.requestId, { ok: value === undefined ? null : value }, req.type);
+      } else if (err instanceof WardenError) {
+        this.#respondError(req.requestId, err.code, clip(err.message), err.detail);
+      } else {
+        const message = clip(errorMessage(err));
+        this.#log('warning', 'comms.handler-failed', { taskId: this.taskId, requestId: req.requestId, type: req.type, error: message });
+        this.#respondError(req.requestId, 'ERR_HANDLER', message);
+      }
+    } catch (internal) {
+      this.#fatal('internal-error', internal);
+    }
+  }
+
+  #respondError(id: number, code: string, message: string, detail?: unknown): void {
+    const error: ErrorBody = detail === undefined ? { code, message } : { code, message, detail };
+    this.#respond(id, { error });
+  }
+
+  /** Frames and queues one response; a response that cannot be framed is replaced by an error that can. */
+  #respond(id: number, body: ResponseBody, type?: string): void {
+    let frame: Buffer;
+    let sent: ResponseBody = body;
+    try {
+      frame = encodeFrame(id, body, this.#maxFrameBytes);
+    } catch (err) {
+      const tooLarge = err instanceof WardenError && err.code === 'ERR_FRAME_TOO_LARGE';
+      const what = 'ok' in body ? `the ${type ?? 'request'} handler's result` : 'the error response';
+      const message = clip(`${what} for request ${id} could not be sent: ${errorMessage(err)}`);
+      this.#log('warning', 'comms.response-unencodable', { taskId: this.taskId, requestId: id, type, error: message });
+      sent = { error: { code: tooLarge ? 'ERR_FRAME_TOO_LARGE' : 'ERR_HANDLER', message } };
+      frame = encodeFrame(id, sent, this.#maxFrameBytes);
+    }
+    if ('error' in sent) {
+      const errors = this.#stats.errors;
+      errors[sent.error.code] = (errors[sent.error.code] ?? 0) + 1;
+    }
+    this.#writer.enqueue(frame, true);
+    if (!this.#readingPaused && this.#writer.queuedBytes > this.#maxQueued) {
+      this.#readingPaused = true;
+      this.#stats.readPauses++;
+      if (!this.#ioPaused) {
+        this.#ioPaused = true;
+        this.#io.pauseReading();
+      }
+    }
+  }
+
+  /** Runs from the writer (also on its own tick), so it must not throw. */
+  readonly #onShrink = (): void => {
+    if (this.#ended || !this.#readingPaused || this.#writer.queuedBytes > this.#maxQueued / 2) return;
+    this.#readingPaused = false;
+    try {
+      this.#drainBacklog();
+    } catch (err) {
+      this.#fatal('internal-error', err);
+    }
+  };
+
+  /** A handler ran out of time: it has left the table; cancel it and answer for it. */
+  readonly #onExpired = (req: InflightRequest<C>): void => {
+    const timeoutMs = this.#inflight.timeoutMs;
+    const message = `the ${req.type} handler did not answer request ${req.requestId} within handlerTimeoutMs (${timeoutMs})`;
+    try {
+      req.abort(new WardenError('ERR_HANDLER_TIMEOUT', message));
+      this.#log('warning', 'comms.handler-timeout', { taskId: this.taskId, requestId: req.requestId, type: req.type, handlerTimeoutMs: timeoutMs });
+      if (!this.#ended) this.#respondError(req.requestId, 'ERR_HANDLER_TIMEOUT', message, { handlerTimeoutMs: timeoutMs });
+    } catch (err) {
+      this.#fatal('internal-error', err);
+    }
+  };
+
+  readonly #onAbort = (): void => {
+    this.#end('task-aborted', true);
+  };
+
+  #fatal(reason: string, err: unknown): void {
+    this.#log('error', 'comms.failed', { taskId: this.taskId, reason, error: errorMessage(err) });
+    this.#end(reason, true);
+  }
+
+  #end(reason: string, closeIo: boolean): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#endReason = reason;
+    this.#signal?.removeEventListener('abort', this.#onAbort);
+    this.#writer.stop();
+    this.#backlog = NO_FRAMES;
+    this.#backlogPos = 0;
+    const cancelled = this.#inflight.clear();
+    if (cancelled.length > 0) {
+      const why = new WardenError('ERR_CHANNEL_CLOSED', `the comms channel of task ${this.taskId} ended (${reason}); the request was cancelled`);
+      for (const req of cancelled) req.abort(why);
+    }
+    if (closeIo) {
+      try {
+        this.#io.close(reason);
+      } catch (err) {
+        this.#log('error', 'comms.close-failed', { taskId: this.taskId, error: errorMessage(err) });
+      }
+    }
+    const level: CommsLogLevel = reason === 'eof' || reason === 'task-aborted' ? 'debug' : 'info';
+    this.#log(level, 'comms.closed', { taskId: this.taskId, reason, cancelledRequests: cancelled.length, ...this.stats });
+  }
+}

@@ -1,0 +1,52 @@
+/** Turning a request frame's body into a request, and the wording of what is wrong with it. */
+import { decodeBody } from './frame-codec.js';
+import { STARTUP_FRAME_ID, type RequestBody } from './protocol.js';
+
+export type ParsedRequest =
+  | { readonly valid: true; readonly body: RequestBody }
+  | { readonly valid: false; readonly message: string };
+
+/** Longest message put in an error response; longer ones are cut (error frames stay small). */
+export const MAX_MESSAGE_CHARS = 512;
+
+/**
+ * Decodes and checks one request body: one msgpack map with a string `type`, on an id other than 0.
+ * Never throws; a failure carries the `ERR_BAD_REQUEST` message to send back.
+ */
+export function parseRequest(id: number, raw: Buffer): ParsedRequest {
+  let body: unknown;
+  try {
+    body = decodeBody(raw);
+  } catch (err) {
+    return { valid: false, message: clip(`request ${id}: the body is not valid msgpack (${errorMessage(err)}); send one msgpack map with a string "type"`) };
+  }
+  if (!isPlainMap(body) || typeof body['type'] !== 'string') {
+    return { valid: false, message: `request ${id}: the body must be a msgpack map with a string "type", got ${describe(body)}` };
+  }
+  if (id === STARTUP_FRAME_ID) {
+    return { valid: false, message: 'request id 0 is reserved for the startup frame; number requests from 1' };
+  }
+  return { valid: true, body: body as RequestBody };
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function clip(text: string): string {
+  return text.length <= MAX_MESSAGE_CHARS ? text : `${text.slice(0, MAX_MESSAGE_CHARS - 1)}…`;
+}
+
+function isPlainMap(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'nil';
+  if (Array.isArray(value)) return 'an array';
+  if (value instanceof Uint8Array) return 'binary data';
+  if (isPlainMap(value)) return `a map whose "type" is ${value['type'] === undefined ? 'missing' : `a ${typeof value['type']}`}`;
+  return `a ${typeof value}`;
+}

@@ -1,0 +1,200 @@
+import { hostname, userInfo } from 'node:os';
+import type { ControlPlaneClient } from '../control-plane/client.js';
+import { ControlPlaneError } from '../control-plane/errors.js';
+import type { FinishBody, RunContext, TerminalStateName } from '../control-plane/types.js';
+import { WardenError } from '../errors.js';
+import type { Task } from './task.js';
+import type { TaskResult, TaskState } from './types.js';
+
+/** The task instance a task runs as, on the control plane. */
+export interface TaskInstanceSpec {
+  /** The task instance id (Airflow's TI uuid). */
+  id: string;
+  dagId?: string;
+  runId?: string;
+  taskId?: string;
+  mapIndex?: number;
+  tryNumber?: number;
+}
+
+export interface ControlPlaneSettings {
+  client: ControlPlaneClient;
+  /** One attempt, timeout <= the heartbeat interval: a stuck request never delays the verdict. */
+  heartbeatClient: ControlPlaneClient;
+  heartbeatIntervalMs: number;
+  maxFailedHeartbeats: number;
+  overtimeMs: number;
+}
+
+export interface ControlPlaneReport {
+  tiId: string;
+  startAccepted: boolean;
+  heartbeats: number;
+  failedHeartbeats: number;
+  /** HTTP status of the heartbeat that ended the task (404/409/410), if one did. */
+  stopStatus: number | null;
+  reportedState: TerminalStateName | null;
+  /** Whether the final state reached the control plane (null: no call was due, e.g. after 409). */
+  finalStateReported: boolean | null;
+  finalStateError: string | null;
+}
+
+/**
+ * A task's life against the control plane: start, heartbeats, terminal state, final report.
+ *
+ * Invariants:
+ * 1. At most one heartbeat is in flight; a tick that finds one in flight is skipped.
+ * 2. No heartbeat is sent after a terminal state was reported, after a 404/409/410, or once the
+ *    task is stopping or settled.
+ * 3. No state call follows a 404/409/410 verdict.
+ * 4. A terminal-state call that failed is replayed once, at the end.
+ */
+export class TaskControlPlane {
+  readonly report: ControlPlaneReport;
+  runContext: RunContext | undefined;
+  private inFlight = false;
+  private consecutiveFailures = 0;
+  private terminalBody: FinishBody | undefined;
+  private terminalDelivered = false;
+  private stopped = false;
+
+  constructor(
+    private readonly task: Task,
+    private readonly settings: ControlPlaneSettings,
+    readonly ti: TaskInstanceSpec,
+    private readonly onAccepted: (runContext: RunContext) => void,
+  ) {
+    this.report = {
+      tiId: ti.id,
+      startAccepted: false,
+      heartbeats: 0,
+      failedHeartbeats: 0,
+      stopStatus: null,
+      reportedState: null,
+      finalStateReported: null,
+      finalStateError: null,
+    };
+  }
+
+  /** Sends the start (retried by the client). Precondition: the task has a pid. */
+  start(): void {
+    const { task } = this;
+    task.log('info', `starting task instance ${this.ti.id} on the control plane`);
+    const body = { hostname: hostname(), unixname: safeUser(), pid: task.pid!, start_date: new Date() };
+    this.settings.client.startTask(this.ti.id, body, task.signal).then(
+      (ctx) => {
+        if (task.phase === 'settled') return;
+        this.runContext = ctx;
+        this.report.startAccepted = true;
+        task.log('info', 'start accepted by the control plane', { tiId: this.ti.id });
+        this.onAccepted(ctx);
+        this.scheduleHeartbeat();
+      },
+      (err: unknown) => {
+        if (task.phase === 'settled') return;
+        const why = err instanceof WardenError ? err.message : String(err);
+        const refused = new WardenError('ERR_START_REFUSED', `the control plane did not accept the start of task instance ${this.ti.id}: ${why}. The task was ended before any user code ran.`, { cause: err });
+        task.log('error', refused.message);
+        this.stopped = true;
+        task.fail(refused, 'spawn-failed');
+      },
+    );
+  }
+
+  /** A terminal state the task reported over comms: sent now; heartbeats stop; overtime starts. */
+  async onTerminalState(state: TerminalStateName, body: FinishBody): Promise<void> {
+    const { task } = this;
+    this.report.reportedState = state;
+    this.terminalBody = body;
+    this.stopped = true;
+    task.log('info', `the task reported state ${state}; heartbeats stop, it has ${this.settings.overtimeMs} ms to exit`);
+    task.armOvertime(this.settings.overtimeMs);
+    try {
+      await this.settings.client.finish(this.ti.id, body);
+      this.terminalDelivered = true;
+    } catch (err) {
+      task.log('warning', `reporting state ${state} failed; it will be replayed once at the end: ${(err as Error).message}`);
+    }
+  }
+
+  private scheduleHeartbeat(): void {
+    this.task.timer(this.settings.heartbeatIntervalMs, () => this.tick());
+  }
+
+  private tick(): void {
+    const { task } = this;
+    if (this.stopped || task.phase !== 'running') return;
+    this.scheduleHeartbeat();
+    if (this.inFlight) return;
+    this.inFlight = true;
+    this.settings.heartbeatClient.heartbeat(this.ti.id, { hostname: hostname(), pid: task.pid! }, task.signal).then(
+      () => {
+        this.inFlight = false;
+        this.report.heartbeats += 1;
+        this.consecutiveFailures = 0;
+      },
+      (err: unknown) => {
+        this.inFlight = false;
+        if (this.stopped || task.phase === 'settled') return;
+        if (err instanceof ControlPlaneError && err.serverSaysStop) {
+          this.stopped = true;
+          this.report.stopStatus = err.status;
+          task.log('warning', `heartbeat answered ${err.status}: the control plane says the task is no longer running; ending its whole tree`, { status: err.status, body: err.body });
+          task.terminate('server-terminated');
+          return;
+        }
+        this.consecutiveFailures += 1;
+        this.report.failedHeartbeats += 1;
+        task.log('warning', `heartbeat failed (${this.consecutiveFailures}/${this.settings.maxFailedHeartbeats}): ${(err as Error).message}`);
+        if (this.consecutiveFailures >= this.settings.maxFailedHeartbeats) {
+          this.stopped = true;
+          task.log('error', `${this.consecutiveFailures} heartbeats in a row failed: ending the task (heartbeat-lost)`);
+          task.terminate('heartbeat-lost');
+        }
+      },
+    );
+  }
+
+  /**
+   * Final state: server-terminated > reported terminal state > exit 0 = success > failed (or
+   * up_for_retry when the run context allows a retry). Reports it unless the server ended the
+   * task or the reported state already reached it.
+   */
+  async finalize(result: TaskResult): Promise<TaskResult> {
+    this.stopped = true;
+    const state = this.finalState(result);
+    result.state = state;
+    if (state === 'server-terminated' || !this.report.startAccepted) return { ...result, controlPlane: this.report };
+    if (this.terminalDelivered) {
+      this.report.finalStateReported = true;
+      return { ...result, controlPlane: this.report };
+    }
+    const body: FinishBody = this.terminalBody ?? { state: state as TerminalStateName, end_date: new Date() };
+    try {
+      await this.settings.client.finish(this.ti.id, body);
+      this.report.finalStateReported = true;
+      this.task.log('info', `final state ${body.state} reported to the control plane`);
+    } catch (err) {
+      this.report.finalStateReported = false;
+      this.report.finalStateError = (err as Error).message;
+      this.task.log('error', `could not report the final state ${body.state}: ${(err as Error).message}`);
+    }
+    return { ...result, controlPlane: this.report };
+  }
+
+  private finalState(result: TaskResult): TaskState {
+    if (result.reason === 'server-terminated') return 'server-terminated';
+    const reported = this.report.reportedState;
+    if (reported) return reported === 'removed' ? 'failed' : reported;
+    if (result.reason === 'exited' && result.status === 0) return 'success';
+    return this.runContext?.should_retry ? 'up_for_retry' : 'failed';
+  }
+}
+
+function safeUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return String(process.getuid?.() ?? 'unknown');
+  }
+}

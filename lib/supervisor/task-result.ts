@@ -1,0 +1,42 @@
+import type { WardenError } from '../errors.js';
+import type { Containment, TaskResult, TaskState, TeardownReport, TerminationReason } from './types.js';
+
+export interface ResultInput {
+  taskId: string;
+  reason: TerminationReason;
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  status: number | null;
+  pid: number | undefined;
+  containment: Containment;
+  durationMs: number;
+  survivors: number;
+  pipesForceClosed: boolean;
+  report: TeardownReport | null;
+  error: WardenError | null;
+}
+
+/**
+ * The result without a control plane: success only when the leader exited on its own with 0;
+ * a task that exits 0 after warden's SIGTERM is not a success.
+ */
+export function buildResult(i: ResultInput): TaskResult {
+  const state: TaskState = i.reason === 'exited' && i.status === 0 ? 'success' : 'failed';
+  return {
+    taskId: i.taskId,
+    state,
+    reason: i.reason,
+    exitCode: i.exitCode,
+    signal: i.signal,
+    status: i.status,
+    pid: i.pid,
+    containment: i.containment,
+    durationMs: Math.round(i.durationMs * 100) / 100,
+    signalled: i.report?.signalled ?? 0,
+    escapees: i.report?.escapees ?? 0,
+    survivors: i.survivors,
+    pipesForceClosed: i.pipesForceClosed,
+    teardown: i.report,
+    error: i.error ? i.error.toJSON() : null,
+  };
+}
