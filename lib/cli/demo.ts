@@ -1,79 +1,89 @@
-import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { startReferenceControlPlane } from '../control-plane/reference-server.js';
 import { Supervisor } from '../supervisor/supervisor.js';
-import type { Task } from '../supervisor/task.js';
-import type { TaskResult } from '../supervisor/types.js';
-import { findMembers, type Member } from '../signal/members.js';
-import { COOKIE_NAME } from '../process/spawn-task.js';
-import { isAliveStat, listPids, readStat } from '../signal/proc.js';
-import { environHas } from '../signal/proc.js';
+import { at, cookieSurvivors, out, printTeardown, printTree } from './demo-print.js';
+import { DEMO_TREE } from './demo-task.js';
+
+const demoTask = fileURLToPath(new URL('./demo-task.js', import.meta.url));
 
 /**
- * The task of the demo: plain children, a subshell that ignores SIGTERM, a `setsid` child (its
- * own session: a group kill misses it) and a double-forked daemon (re-parented to init: a parent
- * walk misses it). It prints `ready` once all of them run, then waits forever.
+ * Part 1, the seed's story (Airflow PR 65738): a running task instance is forced to `failed`
+ * behind the task's back; its next heartbeat gets 409 and its whole tree, escaped daemon
+ * included, must die while the supervisor stays healthy.
  */
-export const DEMO_TREE = `
-sleep 300 & sleep 300 &
-( trap '' TERM; sleep 300 & wait ) &
-setsid sleep 300 &
-( setsid sh -c 'sleep 300 & exit 0' & ) &
-sleep 0.2
-echo ready
-wait
-`;
-
-const out = (line = ''): void => {
-  process.stdout.write(`${line}\n`);
-};
-
-function describe(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').filter(Boolean).join(' ').replace(/\s+/g, ' ').slice(0, 38);
-  } catch {
-    return '?';
-  }
-}
-
-function whyEscaped(m: Member, leaderPgid: number): string {
-  const st = readStat(m.pid);
-  if (!st) return '';
-  if (st.pgid === leaderPgid) return 'in the task group';
-  if (st.ppid === 1) return 'ESCAPED: double-forked daemon (parent is init, own session)';
-  return 'ESCAPED: own session (setsid)';
-}
-
-/** `npm start`: runs the tree under warden, lets the timeout end it, and shows what happened. */
-export async function runDemo(_argv: readonly string[]): Promise<number> {
-  const supervisor = new Supervisor();
-  out('warden demo: a task builds a process tree, hides part of it, and ignores SIGTERM.');
-  const timeoutMs = 1500;
-  const graceMs = 1000;
-  const task: Task = supervisor.start({ id: 'demo-tree', command: 'bash', args: ['-c', DEMO_TREE], timeoutMs, graceMs, drainMs: 500 });
-  task.on('spawn', (s) => out(`  started pid ${s.pid}, its own process group ${s.pgid}; containment: ${s.containment}; cookie ${COOKIE_NAME}=${s.cookie}`));
-  let listed = false;
-  task.on('stdout', (chunk) => {
-    if (listed || !chunk.toString().includes('ready')) return;
-    listed = true;
-    const members = findMembers({ ...task.memberQuery(), cgroup: undefined, skipCookieScan: false });
-    out(`  the tree, as /proc shows it (${members.length} processes):`);
-    for (const m of members.sort((a, b) => a.pid - b.pid)) out(`    ${String(m.pid).padStart(7)}  ${describe(m.pid).padEnd(40)} ${whyEscaped(m, task.pgid)}`);
-    out(`  warden's timeout (${timeoutMs} ms) will end it: ${task.spec.killSignal} + SIGCONT, ${graceMs} ms grace, then SIGKILL until nothing is left.`);
+async function seedStory(): Promise<boolean> {
+  out('Part 1: the control plane says the task is no longer running (HTTP 409)');
+  const cp = await startReferenceControlPlane();
+  const { store } = cp;
+  store.createTaskInstance({ id: 'ti-demo', dag_id: 'demo_dag', run_id: 'manual__demo', task_id: 'build_tree' });
+  store.putVariable('greeting', 'hello from the control plane');
+  store.on('call', (c: { method: string; path: string; status: number | null }) => {
+    if (c.path.includes('/heartbeat')) at(`control plane: heartbeat answered ${c.status}`);
+    else if (c.path.endsWith('/run')) at(`control plane: start answered ${c.status}`);
+    else if (c.path.includes('/variables/')) at(`control plane: ${c.method} ${c.path.replace(/^.*\/execution\//, '')} answered ${c.status}`);
+    else if (c.path.endsWith('/state')) at(`control plane: state call answered ${c.status}`);
   });
-  const result: TaskResult = await task.result;
+  const supervisor = new Supervisor({ controlPlane: { url: cp.url, token: cp.token, heartbeatIntervalMs: 400 } });
+  supervisor.on('record', (r) => {
+    if (/^(start accepted|heartbeat answered|sent |escalated|the leader exited)/.test(r.event)) at(`warden: ${r.event}`);
+  });
+  const task = supervisor.start({
+    id: 'seed-story',
+    command: process.execPath,
+    args: [demoTask],
+    ti: { id: 'ti-demo', dagId: 'demo_dag', runId: 'manual__demo', taskId: 'build_tree' },
+    graceMs: 1000,
+  });
+  task.on('spawn', (s) => at(`warden: started pid ${s.pid} in its own process group; containment ${s.containment}`));
+  task.on('log', (r) => {
+    if (r.logger === 'task') at(`task log: ${r.event} ${JSON.stringify({ key: r.key, value: r.value })}`);
+  });
+  let forced = false;
+  task.on('stdout', (chunk) => {
+    if (forced || !chunk.toString().includes('ready')) return;
+    forced = true;
+    printTree(task);
+    task.timer(600, () => {
+      store.forceState('ti-demo', 'failed');
+      at('admin: task instance forced to failed (what a scheduler reset or a REST PATCH does)');
+    });
+  });
+  const result = await task.result;
+  printTeardown(result);
+  const left = cookieSurvivors(task);
+  out(`              final state ${result.state}; independent /proc scan for the task's cookie: ${left} live process(es)`);
+  // The supervisor is still healthy: it runs another task at once.
+  const next = await supervisor.run({ command: 'true' });
+  out(`              the supervisor goes on: the next task ended ${next.state}`);
   await supervisor.close();
-  const td = result.teardown;
+  await cp.close();
+  return left === 0 && result.survivors === 0 && result.state === 'server-terminated' && next.state === 'success';
+}
+
+/** Part 2: the same kind of tree, ignoring SIGTERM, ended by warden's own timeout. */
+async function timeoutStory(): Promise<boolean> {
   out('');
-  out(`  teardown (reason: ${result.reason}, containment: ${result.containment}):`);
-  for (const s of td?.signals ?? []) {
-    const who = s.target === 'cgroup' ? "the task's cgroup (cgroup.kill)" : s.target.startsWith('-') ? `process group ${s.target.slice(1)}` : `pid ${s.target}${s.escapee ? ' (escapee)' : ''}`;
-    out(`    +${s.atMs.toFixed(1).padStart(7)} ms  ${s.signal.padEnd(8)} -> ${who}: ${s.outcome}`);
-  }
-  out('  steps:');
-  for (const s of td?.steps ?? []) out(`    ${s.step.padEnd(11)} ${s.durationMs.toFixed(1).padStart(8)} ms  ${s.detail ?? ''}`);
-  out(`  result: state ${result.state}, status ${result.status} (${result.signal ?? `exit ${result.exitCode}`}), ${result.signalled} processes signalled, ${result.escapees} escapees, ${result.survivors} survivors, pipes force-closed: ${result.pipesForceClosed}`);
-  // An independent check: nothing alive in the whole process table carries the task's cookie.
-  const cookie = Buffer.from(`${COOKIE_NAME}=${task.cookie}`);
-  const alive = listPids().filter((pid) => pid !== process.pid && isAliveStat(readStat(pid)) && environHas(pid, cookie));
-  out(`  independent /proc scan for the cookie: ${alive.length} live process(es) left.`);
-  return alive.length === 0 && result.survivors === 0 ? 0 : 1;
+  out("Part 2: the same kind of tree ended by warden's timeout (1500 ms, grace 800 ms)");
+  const supervisor = new Supervisor();
+  const task = supervisor.start({ id: 'timeout-story', command: 'bash', args: ['-c', DEMO_TREE], timeoutMs: 1500, graceMs: 800 });
+  task.on('stdout', (chunk) => {
+    if (chunk.toString().includes('ready')) printTree(task);
+  });
+  const result = await task.result;
+  printTeardown(result);
+  const left = cookieSurvivors(task);
+  out(`              independent /proc scan for the task's cookie: ${left} live process(es)`);
+  await supervisor.close();
+  return left === 0 && result.survivors === 0 && result.reason === 'timeout';
+}
+
+/** `npm start`. Exits 0 when both stories end with nothing left running. */
+export async function runDemo(_argv: readonly string[]): Promise<number> {
+  out('warden demo: no orphans, no hangs, nothing left behind.');
+  out('');
+  const ok1 = await seedStory();
+  const ok2 = await timeoutStory();
+  out('');
+  out(ok1 && ok2 ? 'demo done: every process of both tasks is gone.' : 'demo FAILED: something was left behind (see above).');
+  return ok1 && ok2 ? 0 : 1;
 }
