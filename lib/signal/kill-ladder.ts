@@ -88,11 +88,18 @@ export async function runKillLadder(ctx: LadderContext): Promise<TeardownReport>
   const step = (name: TeardownStep['step'], started: number, detail?: string): void => {
     steps.push({ step: name, startedAtMs: Math.round((started - t0) * 100) / 100, durationMs: Math.round((performance.now() - started) * 100) / 100, ...(detail ? { detail } : {}) });
   };
-  const scan = (): Member[] => findMembers(q);
+  // With a cgroup, members that are not in it (a task that moved a process out, which only
+  // root can do) are still found by the full scan; between scans only they need checking.
+  let outside: Member[] = [];
+  const scan = (): Member[] => {
+    const found = findMembers(q);
+    outside = found.filter((m) => m.via !== 'cgroup');
+    return found;
+  };
   const allGone = (): boolean => {
     const cg = q.cgroup;
-    if (cg && q.skipCookieScan) return !cg.populated();
-    return scan().length === 0 && !(cg?.populated() ?? false);
+    if (cg) return !cg.populated() && !outside.some(isStillAlive);
+    return scan().length === 0;
   };
 
   // 1. Graceful (skipped when graceMs is 0: the caller asked for SIGKILL at once).

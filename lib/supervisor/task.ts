@@ -357,7 +357,8 @@ export class Task extends EventEmitter<TaskEvents> {
     const cgroups = this.deps.cgroups;
     void runKillLadder({
       signaller: this.deps.signaller,
-      query: this.memberQuery(),
+      // The teardown scans the whole table even with a cgroup: belt and braces.
+      query: { ...this.memberQuery(), skipCookieScan: false },
       containment: this.containment,
       reason: this.reason ?? 'cancelled',
       killSignal: this.spec.killSignal,
