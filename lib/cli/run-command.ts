@@ -94,7 +94,13 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
     throw err;
   }
   const onSignal = (sig: NodeJS.Signals): void => {
-    stoppedBy ??= sig;
+    if (stoppedBy) {
+      // A second Ctrl-C: no more patience for the graceful step.
+      task.hurry();
+      return;
+    }
+    stoppedBy = sig;
+    process.stderr.write(`warden: ${sig}: ending the task's whole tree (again to skip the grace period)\n`);
     task.terminate('supervisor-stop');
   };
   const signals: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];

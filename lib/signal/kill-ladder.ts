@@ -26,6 +26,8 @@ export interface LadderContext {
   leaderUnreaped(): boolean;
   /** The cgroup, when the task has one and the supervisor is certainly not inside it. */
   killableCgroup(): TaskCgroup | undefined;
+  /** True once the caller wants the rest of the grace period skipped (a second stop request). */
+  graceCut(): boolean;
   /** Resolves after ms on the supervisor's timer wheel. */
   sleep(ms: number): Promise<void>;
   /** A supervisor-authored log record. */
@@ -125,11 +127,11 @@ export async function runKillLadder(ctx: LadderContext): Promise<TeardownReport>
         break;
       }
       const left = ctx.graceMs - (performance.now() - started);
-      if (left <= 0) break;
+      if (left <= 0 || ctx.graceCut()) break;
       await ctx.sleep(Math.min(interval, left));
       interval = Math.min(interval * 2, 100);
     }
-    step('grace-wait', started, goneGracefully ? 'every member exited' : `grace of ${ctx.graceMs} ms ran out`);
+    step('grace-wait', started, goneGracefully ? 'every member exited' : ctx.graceCut() ? 'grace cut short by a second stop request' : `grace of ${ctx.graceMs} ms ran out`);
   }
 
   // 3. Force: scan + SIGKILL until a scan is empty.

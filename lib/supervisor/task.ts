@@ -209,6 +209,18 @@ export class Task extends EventEmitter<TaskEvents> {
     this.io?.endStdin();
   }
 
+  private graceCut = false;
+
+  /**
+   * Skips what is left of the grace period of a running teardown (SIGKILL within one poll
+   * interval): what a second Ctrl-C means.
+   */
+  hurry(): void {
+    if (this.phase !== 'stopping' || this.graceCut) return;
+    this.graceCut = true;
+    this.log('warning', 'asked again to stop: skipping the rest of the grace period');
+  }
+
   /** Ends the task's whole tree (reason `cancelled`). */
   cancel(): void {
     this.terminate('cancelled');
@@ -365,6 +377,7 @@ export class Task extends EventEmitter<TaskEvents> {
       graceMs: this.spec.graceMs,
       maxKillRounds: this.spec.maxKillRounds,
       leaderUnreaped: () => !this.leaderExited,
+      graceCut: () => this.graceCut,
       killableCgroup: () => (this.cgroup && cgroups && !cgroups.containsSelf(this.cgroup) ? this.cgroup : undefined),
       sleep: (ms) => new Promise<void>((resolve) => reactor.timer(this.id, ms, resolve)),
       log: (level, event, fields) => this.log(level, event, fields),

@@ -18,7 +18,11 @@ interface Run {
   err: string;
 }
 
-function warden(args: string[], onOut?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
+function warden(
+  args: string[],
+  onOut?: (text: string, child: ReturnType<typeof spawn>) => void,
+  onErr?: (text: string, child: ReturnType<typeof spawn>) => void,
+): Promise<Run> {
   const child = spawn(process.execPath, [cliPath, ...args], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -26,7 +30,10 @@ function warden(args: string[], onOut?: (text: string, child: ReturnType<typeof 
     out += b;
     onOut?.(out, child);
   });
-  child.stderr!.on('data', (b) => (err += b));
+  child.stderr!.on('data', (b) => {
+    err += b;
+    onErr?.(err, child);
+  });
   return once(child, 'close').then(([code, signal]) => ({ code, signal, out, err }));
 }
 
@@ -68,6 +75,34 @@ describe('warden run', () => {
     expect(r.code).toBe(status);
     const result = JSON.parse(readFileSync(file, 'utf8'));
     expect(result).toMatchObject({ reason: 'supervisor-stop', survivors: 0, escapees: 2 });
+  });
+
+  it('a second SIGINT skips the rest of the grace period (SIGKILL at once)', async () => {
+    const file = join(dir, 'twice.json');
+    let sent = false;
+    let again = false;
+    const r = await warden(
+      ['run', '--grace-ms', '60000', '--result-file', file, '--', fixture('tree.sh')],
+      (out, child) => {
+        if (!sent && out.includes('ready')) {
+          sent = true;
+          child.kill('SIGINT');
+        }
+      },
+      // The second one once warden said it began the teardown.
+      (err, child) => {
+        if (!again && err.includes('ending the task')) {
+          again = true;
+          child.kill('SIGINT');
+        }
+      },
+    );
+    expect(r.code).toBe(130);
+    const result = JSON.parse(readFileSync(file, 'utf8'));
+    expect(result.survivors).toBe(0);
+    const wait = result.teardown.steps.find((s: { step: string }) => s.step === 'grace-wait');
+    expect(wait.durationMs).toBeLessThan(10_000);
+    expect(wait.detail).toMatch(/cut short/);
   });
 
   it('a missing command exits 127 with a clear message', async () => {
