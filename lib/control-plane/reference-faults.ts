@@ -4,9 +4,11 @@ import { WardenError } from '../errors.js';
  * What an injected fault does to a matching Execution API call:
  * - `500`: answer `500 {detail: ...}` without touching the store;
  * - `hang`: never answer; the request is ended only by the client or by the server's `close()`;
- * - `close`: destroy the connection without an answer.
+ * - `close`: destroy the connection without an answer;
+ * - `hold`: keep the call waiting, then serve it normally once `release()` is called (a slow
+ *   control plane whose answer comes when the test says so; `close()` drops held calls unserved).
  */
-export type FaultMode = '500' | 'hang' | 'close';
+export type FaultMode = '500' | 'hang' | 'close' | 'hold';
 
 /**
  * Which calls a fault hits: `start` (PATCH .../run), `heartbeat` (PUT .../heartbeat), `state`
@@ -30,23 +32,43 @@ export interface FaultView {
   remaining: number;
 }
 
-export const FAULT_MODES: readonly FaultMode[] = ['500', 'hang', 'close'];
+export const FAULT_MODES: readonly FaultMode[] = ['500', 'hang', 'close', 'hold'];
 export const FAULT_MATCH_NAMES: readonly string[] = ['start', 'heartbeat', 'state', 'any'];
 
 /** Bound on the number of pending rules, so a looping test cannot grow the list forever. */
 export const MAX_FAULT_RULES = 1000;
 
 /**
- * Pending fault rules, consumed in insertion order.
+ * Pending fault rules, consumed in insertion order, and the calls a `hold` rule keeps waiting.
  *
  * Invariants:
  * - A rule is consumed by at most `count` calls, then removed.
  * - A call consumes at most one rule: the oldest one that matches it.
  * - Only `/execution/` paths other than `/execution/health` ever match.
+ * - `release()` lets every call held so far go on, once; later held calls wait for the next one.
  */
 export class FaultTable {
   readonly #rules: FaultView[] = [];
+  readonly #held = new Set<() => void>();
   #nextId = 1;
+
+  /** Calls held by a `hold` rule and not released yet. */
+  get held(): number {
+    return this.#held.size;
+  }
+
+  /** Resolves when `release()` is next called. Used by the server for a call that took a `hold` rule. */
+  hold(): Promise<void> {
+    return new Promise((resolve) => this.#held.add(resolve));
+  }
+
+  /** Lets every held call be served; returns how many there were. */
+  release(): number {
+    const waiting = [...this.#held];
+    this.#held.clear();
+    for (const go of waiting) go();
+    return waiting.length;
+  }
 
   add(rule: FaultRule): FaultView {
     if (!FAULT_MODES.includes(rule.mode)) throw new WardenError('ERR_INVALID_OPTION', `fault mode must be one of ${FAULT_MODES.join(', ')}, got ${JSON.stringify(rule.mode)}.`);

@@ -1,6 +1,6 @@
 import { literalMessage, queryInt, validateBody, type Schema } from './reference-validate.js';
 import type { ReferenceStore, StoreResult, TaskInstanceView } from './reference-store.js';
-import type { FaultMatch, FaultMode } from './reference-faults.js';
+import { FAULT_MODES, type FaultMatch, type FaultMode } from './reference-faults.js';
 import { TASK_INSTANCE_STATES, TERMINAL_STATE_NAMES, type TaskInstanceState, type ValidationErrorItem } from './types.js';
 
 export interface RouteContext {
@@ -167,6 +167,10 @@ export const adminRoutes: Route[] = [
     },
   },
   {
+    method: 'DELETE', pattern: 'task-instances/:id',
+    handle: ({ params, store }) => (store.deleteTaskInstance(params.id!) ? { status: 204 } : tiNotFound(params.id!)),
+  },
+  {
     method: 'PUT', pattern: 'variables/*key',
     handle: ({ params, body, store }) => {
       const errors = validateBody(body, { value: { kind: 'string', required: true, nullable: true }, description: optStr }, { extra: 'forbid' });
@@ -194,7 +198,7 @@ export const adminRoutes: Route[] = [
   {
     method: 'POST', pattern: 'faults',
     handle: ({ body, store }) => {
-      const errors = validateBody(body, { match: str, mode: { kind: 'string', required: true, oneOf: ['500', 'hang', 'close'] }, count: { kind: 'int', min: 1 } }, { extra: 'forbid' });
+      const errors = validateBody(body, { match: str, mode: { kind: 'string', required: true, oneOf: FAULT_MODES }, count: { kind: 'int', min: 1 } }, { extra: 'forbid' });
       const match = (body as { match?: unknown } | undefined)?.match;
       if (!errors.length && typeof match === 'string' && !['start', 'heartbeat', 'state', 'any'].includes(match) && !match.startsWith('/')) {
         errors.push({ type: 'value_error', loc: ['body', 'match'], msg: `${literalMessage(['start', 'heartbeat', 'state', 'any'])}, or a path prefix starting with '/'`, input: match });
@@ -205,6 +209,7 @@ export const adminRoutes: Route[] = [
     },
   },
   { method: 'GET', pattern: 'faults', handle: ({ store }) => ({ status: 200, body: store.faults.list() }) },
+  { method: 'POST', pattern: 'faults/release', handle: ({ store }) => ({ status: 200, body: { released: store.releaseHeld() } }) },
   { method: 'DELETE', pattern: 'faults', handle: ({ store }) => (store.clearFaults(), { status: 204 }) },
 ];
 

@@ -27,8 +27,8 @@ export interface ReferenceControlPlane {
   token: string;
   store: ReferenceStore;
   /**
-   * Stops listening, ends every connection (held `hang` requests and idle keep-alive sockets
-   * included) and resolves once the server is closed. Idempotent.
+   * Stops listening, ends every connection (`hang` and `hold` requests and idle keep-alive sockets
+   * included; a held call is dropped unserved) and resolves once the server is closed. Idempotent.
    */
   close(): Promise<void>;
 }
@@ -60,6 +60,10 @@ export function startReferenceControlPlane(options: ReferenceControlPlaneOptions
 /** Precondition: arguments validated by startReferenceControlPlane. */
 async function serve(host: string, port: number, token: string, maxBodyBytes: number, store: ReferenceStore): Promise<ReferenceControlPlane> {
   const expected = digest(`Bearer ${token}`);
+  // Resolved when close() starts, so calls held by a `hold` fault stop waiting and are dropped.
+  let stopping = false;
+  let stopHolding!: () => void;
+  const stopped = new Promise<void>((resolve) => (stopHolding = resolve));
 
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
@@ -86,9 +90,10 @@ async function serve(host: string, port: number, token: string, maxBodyBytes: nu
       return;
     }
     const tiId = area === 'execution' && segments[1] === 'task-instances' && segments.length > 2 ? segments[2] : undefined;
+    let heldBy: FaultMode | undefined;
     const answer = (status: number, body?: unknown, headers?: Record<string, string>): void => {
       send(res, status, body, headers);
-      if (area === 'execution') store.recordCall(tiId, { at: new Date().toISOString(), method, path, status });
+      if (area === 'execution') store.recordCall(tiId, { at: new Date().toISOString(), method, path, status, ...(heldBy ? { fault: heldBy } : {}) });
     };
     if (area === undefined) {
       answer(404, { detail: 'Not Found' });
@@ -111,7 +116,14 @@ async function serve(host: string, port: number, token: string, maxBodyBytes: nu
     }
 
     const fault = area === 'execution' ? store.faults.take(method, path) : undefined;
-    if (fault !== undefined) {
+    if (fault === 'hold') {
+      // Served normally once released; dropped unserved if the server closes first.
+      heldBy = fault;
+      const released = store.faults.hold();
+      store.emit('fault', { method, path, mode: fault });
+      await Promise.race([released, stopped]);
+      if (stopping) return;
+    } else if (fault !== undefined) {
       applyFault(fault, req, res);
       store.recordCall(tiId, { at: new Date().toISOString(), method, path, status: fault === '500' ? 500 : null, fault });
       store.emit('fault', { method, path, mode: fault });
@@ -168,6 +180,8 @@ async function serve(host: string, port: number, token: string, maxBodyBytes: nu
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      stopping = true;
+      stopHolding();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       const socketsClosed = [...sockets].map((socket) => new Promise<void>((resolve) => {
         if (socket.closed) resolve();

@@ -69,6 +69,14 @@ export class ReferenceStore extends EventEmitter {
     return structuredClone(ti);
   }
 
+  /**
+   * Deletes the task instance (a DAG run deleted while its task runs): every later call on it,
+   * heartbeats included, gets 404. Its call log goes with it; `call` events still name it.
+   */
+  deleteTaskInstance(id: string): boolean {
+    return this.#tis.delete(id);
+  }
+
   /** Clear while running: the row moves to history; heartbeats now get 410. */
   archive(id: string): TaskInstanceView | undefined {
     const ti = this.#tis.get(id);
@@ -124,6 +132,11 @@ export class ReferenceStore extends EventEmitter {
 
   clearFaults(): void {
     this.faults.clear();
+  }
+
+  /** Serves every call a `hold` fault keeps waiting; returns how many there were. */
+  releaseHeld(): number {
+    return this.faults.release();
   }
 
   // --- Execution API semantics (bodies already validated by the routes) ---

@@ -34,7 +34,11 @@ export interface ControlPlaneOptions {
   url: string;
   /** Bearer token. Never passed to a child. */
   token: string;
-  /** Per request. Default 5000. Heartbeats use min(this, heartbeatIntervalMs). */
+  /**
+   * Per request. Default 5000. A heartbeat gets min(this, 3/4 of heartbeatIntervalMs), so a hung
+   * one has failed before the next tick and each tick counts: `heartbeat-lost` comes within
+   * heartbeatIntervalMs * (maxFailedHeartbeats + 1) of the last good heartbeat, whatever the server does.
+   */
   requestTimeoutMs?: number;
   /** Default 5000; the first heartbeat goes one interval after the start was accepted. */
   heartbeatIntervalMs?: number;
@@ -88,12 +92,16 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   /**
-   * Registers the handler of a comms request type for every task of this supervisor. It replaces
-   * the default one (the control-plane proxies) of the same type.
+   * Registers the handler of a comms request type for every task this supervisor starts from now
+   * on (tasks already running keep the handlers they started with). It replaces the default one
+   * (the control-plane proxies, `MaskSecret`) of the same type. One executor handler per type:
+   * registering a type a second time throws WardenError `ERR_INVALID_OPTION` (two modules
+   * answering the same type is a bug worth hearing about), as does a bad type or handler.
    */
   handle(type: string, handler: Handler<any, unknown, TaskHandlerContext>): this { // eslint-disable-line @typescript-eslint/no-explicit-any
-    if (typeof type !== 'string' || type === '') throw new TypeError('warden: handle(type, handler) needs a non-empty request type.');
-    if (typeof handler !== 'function') throw new TypeError(`warden: the handler of ${type} must be a function.`);
+    if (typeof type !== 'string' || type === '') throw new WardenError('ERR_INVALID_OPTION', `handle(type, handler) needs a non-empty request type string, got ${JSON.stringify(type)}.`);
+    if (typeof handler !== 'function') throw new WardenError('ERR_INVALID_OPTION', `the handler of ${type} must be a function, got ${typeof handler}.`);
+    if (this.handlers.has(type)) throw new WardenError('ERR_INVALID_OPTION', `a handler for request type "${type}" is already registered on this supervisor; register each type once.`);
     this.handlers.set(type, handler);
     return this;
   }
@@ -200,7 +208,7 @@ function resolveControlPlane(o: ControlPlaneOptions): ControlPlaneSettings {
   const base = { baseUrl: o.url, token: o.token, minRetryMs, maxRetryMs: Math.max(minRetryMs, 16_000) };
   return {
     client: new ControlPlaneClient({ ...base, requestTimeoutMs, retries }),
-    heartbeatClient: new ControlPlaneClient({ ...base, requestTimeoutMs: Math.min(requestTimeoutMs, heartbeatIntervalMs), retries: 0 }),
+    heartbeatClient: new ControlPlaneClient({ ...base, requestTimeoutMs: Math.min(requestTimeoutMs, Math.max(1, Math.floor((heartbeatIntervalMs * 3) / 4))), retries: 0 }),
     heartbeatIntervalMs,
     maxFailedHeartbeats: msOption('controlPlane.maxFailedHeartbeats', o.maxFailedHeartbeats, 3, 1),
     overtimeMs: msOption('controlPlane.overtimeMs', o.overtimeMs, 20_000, 0),

@@ -19,7 +19,10 @@ export interface TaskInstanceSpec {
 
 export interface ControlPlaneSettings {
   client: ControlPlaneClient;
-  /** One attempt, timeout <= the heartbeat interval: a stuck request never delays the verdict. */
+  /**
+   * One attempt, timeout under the heartbeat interval: a stuck request has failed before the next
+   * tick, so it never delays the verdict. Also makes the one best-effort call after heartbeat-lost.
+   */
   heartbeatClient: ControlPlaneClient;
   heartbeatIntervalMs: number;
   maxFailedHeartbeats: number;
@@ -47,7 +50,9 @@ export interface ControlPlaneReport {
  * 2. No heartbeat is sent after a terminal state was reported, after a 404/409/410, or once the
  *    task is stopping or settled.
  * 3. No state call follows a 404/409/410 verdict.
- * 4. A terminal-state call that failed is replayed once, at the end.
+ * 4. A terminal-state call that failed is replayed once, at the end; one still in flight at the
+ *    end is waited for, never sent twice.
+ * 5. After heartbeat-lost the final state gets one attempt, not the retried call.
  */
 export class TaskControlPlane {
   readonly report: ControlPlaneReport;
@@ -56,6 +61,10 @@ export class TaskControlPlane {
   private consecutiveFailures = 0;
   private terminalBody: FinishBody | undefined;
   private terminalDelivered = false;
+  /** The start call; never rejects. */
+  private startCall: Promise<void> | undefined;
+  /** The terminal-state call made when the task reported it; never rejects. */
+  private terminalCall: Promise<void> | undefined;
   private stopped = false;
 
   constructor(
@@ -76,23 +85,35 @@ export class TaskControlPlane {
     };
   }
 
-  /** Sends the start (retried by the client). Precondition: the task has a pid. */
+  /**
+   * Sends the start (retried by the client). Precondition: the task has a pid.
+   *
+   * The call is not tied to the task's signal: a task that does not use the channel may end
+   * before the answer, and the server must still learn how it ended, so `finalize()` waits for
+   * this call (bounded by the client's retries) and then reports the final state.
+   */
   start(): void {
     const { task } = this;
     task.log('info', `starting task instance ${this.ti.id} on the control plane`);
     const body = { hostname: hostname(), unixname: safeUser(), pid: task.pid!, start_date: new Date() };
-    this.settings.client.startTask(this.ti.id, body, task.signal).then(
+    this.startCall = this.settings.client.startTask(this.ti.id, body).then(
       (ctx) => {
-        if (task.phase === 'settled') return;
         this.runContext = ctx;
         this.report.startAccepted = true;
+        if (task.phase !== 'running') {
+          task.log('info', 'start accepted by the control plane after the task had ended or begun to stop', { tiId: this.ti.id });
+          return;
+        }
         task.log('info', 'start accepted by the control plane', { tiId: this.ti.id });
         this.onAccepted(ctx);
         this.scheduleHeartbeat();
       },
       (err: unknown) => {
-        if (task.phase === 'settled') return;
         const why = err instanceof WardenError ? err.message : String(err);
+        if (task.phase === 'settled') {
+          task.log('warning', `the control plane did not accept the start of task instance ${this.ti.id}, which had already ended: ${why}`);
+          return;
+        }
         const refused = new WardenError('ERR_START_REFUSED', `the control plane did not accept the start of task instance ${this.ti.id}: ${why}. The task was ended before any user code ran.`, { cause: err });
         task.log('error', refused.message);
         this.stopped = true;
@@ -109,12 +130,15 @@ export class TaskControlPlane {
     this.stopped = true;
     task.log('info', `the task reported state ${state}; heartbeats stop, it has ${this.settings.overtimeMs} ms to exit`);
     task.armOvertime(this.settings.overtimeMs);
-    try {
-      await this.settings.client.finish(this.ti.id, body);
-      this.terminalDelivered = true;
-    } catch (err) {
-      task.log('warning', `reporting state ${state} failed; it will be replayed once at the end: ${(err as Error).message}`);
-    }
+    this.terminalCall = this.settings.client.finish(this.ti.id, body).then(
+      () => {
+        this.terminalDelivered = true;
+      },
+      (err: unknown) => {
+        task.log('warning', `reporting state ${state} failed; it will be replayed once at the end: ${(err as Error).message}`);
+      },
+    );
+    await this.terminalCall;
   }
 
   private scheduleHeartbeat(): void {
@@ -162,16 +186,23 @@ export class TaskControlPlane {
    */
   async finalize(result: TaskResult): Promise<TaskResult> {
     this.stopped = true;
+    if (this.startCall) await this.startCall;
     const state = this.finalState(result);
     result.state = state;
     if (state === 'server-terminated' || !this.report.startAccepted) return { ...result, controlPlane: this.report };
+    // A task may exit before the call of the state it reported has returned: wait for that call
+    // rather than send the same state a second time.
+    if (this.terminalCall) await this.terminalCall;
     if (this.terminalDelivered) {
       this.report.finalStateReported = true;
       return { ...result, controlPlane: this.report };
     }
     const body: FinishBody = this.terminalBody ?? { state: state as TerminalStateName, end_date: new Date() };
+    // After heartbeat-lost the control plane just failed maxFailedHeartbeats calls in a row: one
+    // best-effort attempt (DESIGN 6), so the result is not held up by the retries' ~30 s.
+    const client = result.reason === 'heartbeat-lost' ? this.settings.heartbeatClient : this.settings.client;
     try {
-      await this.settings.client.finish(this.ti.id, body);
+      await client.finish(this.ti.id, body);
       this.report.finalStateReported = true;
       this.task.log('info', `final state ${body.state} reported to the control plane`);
     } catch (err) {

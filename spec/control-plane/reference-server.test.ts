@@ -233,6 +233,49 @@ describe('reference control plane: faults', () => {
   });
 });
 
+describe('reference control plane: hold and delete', () => {
+  test('hold keeps calls waiting until release, then serves them normally', () => withControlPlane(async (cp) => {
+    cp.store.createTaskInstance({ id: 'ti-1' });
+    expect((await call(cp, 'POST', '/admin/faults', { body: { match: 'start', mode: 'hold', count: 1 } })).status).toBe(201);
+    const held = once(cp.store, 'fault');
+    const pending = call(cp, 'PATCH', '/execution/task-instances/ti-1/run', { body: RUN });
+    expect(await held).toEqual([{ method: 'PATCH', path: '/execution/task-instances/ti-1/run', mode: 'hold' }]);
+    // While it is held the server serves other calls, and the store changes under it.
+    expect(cp.store.faults.held).toBe(1);
+    expect((await call(cp, 'PATCH', '/admin/task-instances/ti-1', { body: { state: 'success' } })).status).toBe(200);
+    expect((await call(cp, 'POST', '/admin/faults/release')).body).toEqual({ released: 1 });
+    // Served against the state at release: no longer startable.
+    expect(await pending).toMatchObject({ status: 409, body: { detail: { reason: 'invalid_state', previous_state: 'success' } } });
+    expect(cp.store.getTaskInstance('ti-1')!.calls).toMatchObject([{ status: 409, fault: 'hold' }]);
+    expect((await call(cp, 'POST', '/admin/faults/release')).body).toEqual({ released: 0 });
+  }));
+
+  test('close() drops a held call unserved and leaves nothing', async () => {
+    const baseline = await settledBaseline();
+    const cp = await startReferenceControlPlane({ token: TOKEN });
+    cp.store.createTaskInstance({ id: 'ti-1' });
+    cp.store.addFault({ match: 'start', mode: 'hold' });
+    const held = once(cp.store, 'fault');
+    const settled = call(cp, 'PATCH', '/execution/task-instances/ti-1/run', { body: RUN }).then(() => 'answered', () => 'dropped');
+    await held;
+    await cp.close();
+    expect(await settled).toBe('dropped');
+    expect(cp.store.getTaskInstance('ti-1')!.state).toBe('queued');
+    await expectBaseline(baseline);
+  });
+
+  test('deleting a task instance: 204, then 404 on heartbeats and on the admin API', () => withControlPlane(async (cp) => {
+    await runningTi(cp);
+    expect((await call(cp, 'PUT', '/execution/task-instances/ti-1/heartbeat', { body: HB })).status).toBe(204);
+    expect((await call(cp, 'DELETE', '/admin/task-instances/ti-1')).status).toBe(204);
+    expect((await call(cp, 'PUT', '/execution/task-instances/ti-1/heartbeat', { body: HB })).body).toEqual({ detail: { reason: 'not_found', message: 'Task Instance not found' } });
+    expect((await call(cp, 'PUT', '/execution/task-instances/ti-1/heartbeat', { body: HB })).status).toBe(404);
+    expect((await call(cp, 'DELETE', '/admin/task-instances/ti-1')).status).toBe(404);
+    expect((await call(cp, 'GET', '/admin/task-instances/ti-1')).status).toBe(404);
+    expect(cp.store.deleteTaskInstance('ti-1')).toBe(false);
+  }));
+});
+
 describe('warden control-plane command', () => {
   test('prints URL and token as JSON, serves, and stops on SIGTERM leaving no listener', async () => {
     const baseline = await settledBaseline();
