@@ -122,6 +122,7 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
     await supervisor.close();
     if (typeof flags['result-file'] === 'string') writeFileSync(flags['result-file'], `${JSON.stringify(publicResult(result), null, 2)}\n`);
     if (result.error) process.stderr.write(`warden: ${result.error.message}\n`);
+    for (const message of result.logErrors ?? []) process.stderr.write(`warden: the task log failed after start (the task went on): ${message}\n`);
     return runExitStatus(result, stoppedBy);
   } finally {
     for (const s of signals) process.removeListener(s, onSignal);
@@ -153,6 +154,7 @@ export function publicResult(r: TaskResult): Record<string, unknown> {
     pid: r.pid,
     containment: r.containment,
     error: r.error,
+    logErrors: r.logErrors ?? [],
     teardown: r.teardown,
   };
 }

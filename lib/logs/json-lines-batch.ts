@@ -62,7 +62,7 @@ export class JsonLinesBatch {
         return;
       }
       const json = JSON.stringify(event);
-      const buf = this.reserve(prefix.length + json.length * 3 + 2);
+      const buf = this.reserve(this.utf8Room(json, prefix.length + 2));
       let off = this.curLen;
       buf.set(prefix, off);
       off += prefix.length;
@@ -73,7 +73,7 @@ export class JsonLinesBatch {
       return;
     }
     const line = serializeRecord(record);
-    const buf = this.reserve(line.length * 3 <= this.batchBytes ? line.length * 3 : Buffer.byteLength(line));
+    const buf = this.reserve(this.utf8Room(line, 0));
     this.commit(this.curLen + buf.write(line, this.curLen, 'utf8'));
   }
 
@@ -118,6 +118,17 @@ export class JsonLinesBatch {
       this.prefix = Buffer.from(`{"timestamp":${JSON.stringify(timestamp)},"level":${JSON.stringify(level)},"logger":${JSON.stringify(logger)},"event":`);
     }
     return this.prefix;
+  }
+
+  /**
+   * Bytes to reserve for `text` as UTF-8 plus `extra`: the cheap bound of 3 bytes per UTF-16 unit
+   * when the current buffer has that much room, else the exact length. Reserving the bound
+   * regardless sealed a buffer per record once records passed a third of a buffer: a 64 KiB part
+   * took a 256 KiB buffer of its own, 4x the bytes counted in `bytes` (and 4x the garbage).
+   */
+  private utf8Room(text: string, extra: number): number {
+    const bound = text.length * 3 + extra;
+    return this.cur !== null && this.cur.length - this.curLen >= bound ? bound : Buffer.byteLength(text) + extra;
   }
 
   /** The current buffer with at least `bytes` free after `curLen`. */

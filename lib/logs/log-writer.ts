@@ -201,11 +201,13 @@ export class TaskLogWriter {
     const dropped = this.batch.bytes + this.inFlightBytes;
     this.batch.clear();
     this.inFlightBytes = 0;
+    // Released before the report, so that an error callback that logs the failure as a record
+    // (re-entering `write`) finds the file gone and only emits, instead of queueing for a dead fd.
+    void this.releaseFd();
     this.report(new WardenError('ERR_LOG_FILE', `writing the task log file ${this.path} failed: ${messageOf(err)}; the task goes on and its records still reach listeners, but no longer this file (free space or fix the file for the next run)`, {
       cause: err,
       detail: { path: this.path, code: errnoCode(err), droppedBytes: dropped },
     }));
-    void this.releaseFd();
     if (this.needDrain) this.emitDrain();
     if (this.closeRequested) this.pump();
   }

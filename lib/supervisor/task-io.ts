@@ -38,6 +38,13 @@ export function wireTaskIO(task: Task, reactor: Reactor, child: ChildProcess, sp
   const regs = new Map<string, StreamReg>();
   const pumps: OutputPump[] = [];
   const streams = child.stdio;
+  /** Logged streams whose last partial line was handed to the log (EOF, error or release). */
+  const flushed = new Set<'stdout' | 'stderr' | 'log'>();
+  const flush = (name: 'stdout' | 'stderr' | 'log'): void => {
+    if (flushed.has(name)) return;
+    flushed.add(name);
+    hooks.log.end(name);
+  };
 
   const out = (name: 'stdout' | 'stderr', stream: Readable | null, sinkOpt: NodeJS.WritableStream | undefined): void => {
     if (!stream) return;
@@ -50,10 +57,11 @@ export function wireTaskIO(task: Task, reactor: Reactor, child: ChildProcess, sp
         hooks.log[name](chunk);
       },
       end: () => {
-        hooks.log.end(name);
+        flush(name);
         onClosed();
       },
       error: (err) => {
+        flush(name);
         task.log('warning', `${name} pipe failed: ${err.message}`);
         queueMicrotask(onClosed);
       },
@@ -71,10 +79,13 @@ export function wireTaskIO(task: Task, reactor: Reactor, child: ChildProcess, sp
       reactor.addStream(task.id, 'log', logStream as never, {
         data: (chunk) => hooks.log.channel(chunk),
         end: () => {
-          hooks.log.end('log');
+          flush('log');
           onClosed();
         },
-        error: () => queueMicrotask(onClosed),
+        error: () => {
+          flush('log');
+          queueMicrotask(onClosed);
+        },
       }),
     );
   }
@@ -123,7 +134,11 @@ export function wireTaskIO(task: Task, reactor: Reactor, child: ChildProcess, sp
     }, 0),
     release: () => {
       for (const p of pumps) p.detach();
-      return reactor.releaseTask(task.id);
+      const forced = reactor.releaseTask(task.id);
+      // A pipe force-closed after drainMs (or one that failed) may hold a partial last line: it
+      // is a record too (DESIGN 7: nothing dropped), written before warden's own records of the end.
+      for (const name of ['stdout', 'stderr', 'log'] as const) if (regs.has(name)) flush(name);
+      return forced;
     },
     writeStdin: (chunk) => {
       const reg = regs.get('stdin');

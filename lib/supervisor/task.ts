@@ -123,7 +123,7 @@ export class Task extends EventEmitter<TaskEvents> {
       path: spec.logFile,
       maxLineBytes: spec.maxLineBytes,
       onRecord: (r) => this.emit('log', r),
-      onError: (e) => this.emit('record', wardenOnly('error', e.message, { task: this.id, code: e.code })),
+      onError: (e) => this.log('error', e.message, { code: e.code }),
       pause: () => this.io?.pauseLogged(),
       resume: () => this.io?.resumeLogged(),
     });
@@ -268,7 +268,8 @@ export class Task extends EventEmitter<TaskEvents> {
   /** A supervisor-authored record about this task. */
   log(level: LogLevel, event: string, fields: Record<string, unknown> = {}): void {
     const record = wardenOnly(level, event, { task: this.id, ...fields });
-    this.emit('record', record);
+    // Masked here too: `record` listeners see what the log shows, never a registered secret.
+    this.emit('record', this.tlog.masker.size > 0 ? (this.tlog.masker.maskRecord(record) as WardenRecord) : record);
     this.tlog.record(record);
   }
 
@@ -442,7 +443,9 @@ export class Task extends EventEmitter<TaskEvents> {
     if (this.pid !== undefined) {
       const signalledByWarden = this.report !== null && this.report.signals.some((x) => x.outcome === 'sent' && x.signal === this.exitSignal);
       const diag = exitRecord({ exitCode: this.exitCode, signal: this.exitSignal, signalledByWarden, pipesForceClosed, drainMs: this.spec.drainMs });
-      this.tlog.record({ ...diag, task: this.id });
+      const record = { ...diag, task: this.id } as WardenRecord;
+      this.emit('record', record);
+      this.tlog.record(record);
     }
     const finish = (final: TaskResult): void => {
       void this.tlog.close().then(() => {

@@ -110,6 +110,27 @@ describe('TaskLogWriter', () => {
     expect(openPaths()).not.toContain('/dev/full');
   }));
 
+  it('lets the error callback log the failure as a record: it is emitted, not queued for the dead file', leakChecked(async () => {
+    const emitted: LogRecord[] = [];
+    let failed!: () => void;
+    const failure = new Promise<void>((resolve) => (failed = resolve));
+    const writer: TaskLogWriter = TaskLogWriter.open('/dev/full', {
+      onRecord: (r) => emitted.push(r),
+      onError: (e) => {
+        writer.write(wardenRecord('error', e.message, { code: e.code }));
+        failed();
+      },
+    });
+    writer.write(stdoutRecord('lost to ENOSPC'));
+    await failure;
+    expect(writer.bufferedBytes).toBe(0);
+    await writer.close();
+    expect(emitted.map((r) => r.code ?? r.event)).toEqual(['lost to ENOSPC', 'ERR_LOG_FILE']);
+    expect(writer.errors).toHaveLength(1);
+    expect(writer.unwrittenRecords).toBe(1);
+    expect(openPaths()).not.toContain('/dev/full');
+  }));
+
   it('refuses a log file it cannot open with ERR_LOG_FILE naming the path, leaking no fd', leakChecked(() => withTempDir(async (dir) => {
     const before = readdirSync('/proc/self/fd').length;
     for (const path of [dir, join(dir, 'missing', 'task.log')]) {
