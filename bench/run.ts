@@ -19,6 +19,9 @@ import { fileURLToPath } from 'node:url';
 import { findRunMarked, killMarked, RUN_ID } from './lib/marker.js';
 import { formatReports, type BenchReport } from './lib/report.js';
 import { now, yieldTurn } from './lib/timing.js';
+import { runComms } from './comms.js';
+import { runHeartbeatKill } from './heartbeat-kill.js';
+import { runLogs } from './logs.js';
 import { runSpawn } from './spawn.js';
 import { runTeardown } from './teardown.js';
 
@@ -30,20 +33,13 @@ export interface Bench {
 export const benches: Bench[] = [
   { name: 'spawn', run: runSpawn },
   { name: 'teardown', run: runTeardown },
+  { name: 'comms', run: runComms },
+  { name: 'logs', run: runLogs },
+  { name: 'heartbeat-kill', run: runHeartbeatKill },
 ];
 
 /** Benches still to write, listed in the output so nobody forgets them. */
-export const planned: Array<{ name: string; plan: string }> = [
-  {
-    name: 'comms',
-    plan: 'round trips/s, sequential and a burst of 200,000, warden channel vs nodeIpcEcho() and bareSocketEcho() from bench/lib/baselines.ts',
-  },
-  {
-    name: 'logs',
-    plan: "lines/s of 1,000,000 80-byte lines into warden's JSON-lines file vs logJsonBatched(), with logPipeFloor() as the floor (bench/lib/baselines.ts)",
-  },
-  { name: 'gone-after-409', plan: 'ms from a 409 heartbeat answer to every member of the task gone (reference control-plane server on 127.0.0.1:0)' },
-];
+export const planned: Array<{ name: string; plan: string }> = [];
 
 /** Task cgroups of this process that warden left behind (cgroup v2 only; empty elsewhere). */
 function leftoverCgroups(): string[] {

@@ -22,6 +22,7 @@ export type WardenErrorCode =
   | 'ERR_CHANNEL_CLOSED'
   | 'ERR_NOT_UNDER_WARDEN'
   | 'ERR_REQUEST_TIMEOUT'
+  | 'ERR_BAD_RESPONSE'
   | 'ERR_CONTROL_PLANE'
   | 'ERR_LOG_FILE'
   | (string & {});

@@ -3,9 +3,11 @@
  */
 import type { Socket } from 'node:net';
 import { WardenError } from '../errors.js';
-import { decodeBody, encodeFrame, FrameDecoder, type DecodedFrame } from '../comms/frame-codec.js';
+import { decodeBody, FrameDecoder, type FrameMalformed, type FrameTooLarge, type FrameVisitor } from '../comms/frame-codec.js';
+import { FrameQueue } from '../comms/frame-queue.js';
 import { STARTUP_FRAME_ID, STARTUP_TYPE, type StartupDetails } from '../comms/protocol.js';
 import { Deadlines, type DeadlineEntry } from './deadlines.js';
+import { PendingTable } from './pending-table.js';
 import { RequestIdAllocator } from './request-ids.js';
 
 export interface RequestOptions {
@@ -40,7 +42,7 @@ export class ChildConnection {
   readonly #socket: Socket;
   readonly #options: ConnectionOptions;
   readonly #decoder: FrameDecoder;
-  readonly #pending = new Map<number, Pending>();
+  readonly #pending = new PendingTable<Pending>();
   readonly #ids = new RequestIdAllocator();
   readonly #deadlines = new Deadlines<Pending>((pending) => this.#expire(pending));
   readonly #ready: Promise<StartupDetails>;
@@ -49,15 +51,19 @@ export class ChildConnection {
   #rejectReady!: (err: WardenError) => void;
   #startupTimer: NodeJS.Timeout | undefined;
   #started = false;
-  #out: Buffer[] = [];
-  #outBytes = 0;
+  readonly #out: FrameQueue;
   #flushScheduled = false;
+  readonly #visitor: FrameVisitor = {
+    frame: (id, buf, start, end) => this.#onFrame(id, buf, start, end),
+    stop: (item) => this.#onBadHeader(item),
+  };
   #endError: WardenError | undefined;
 
   constructor(socket: Socket, options: ConnectionOptions) {
     this.#socket = socket;
     this.#options = options;
     this.#decoder = new FrameDecoder({ maxFrameBytes: options.maxFrameBytes });
+    this.#out = new FrameQueue(options.maxFrameBytes);
     this.#ready = new Promise((resolve, reject) => {
       this.#resolveReady = resolve;
       this.#rejectReady = reject;
@@ -88,12 +94,11 @@ export class ChildConnection {
   request(type: string, body: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
     if (this.#endError !== undefined) return Promise.reject(closedError(`cannot send ${type}: ${this.#endError.message}`));
     let id: number;
-    let frame: Buffer;
     try {
       id = this.#ids.next(this.#pending);
       const message: Record<string, unknown> = { type, ...body };
       message['type'] = type;
-      frame = encodeFrame(id, message, this.#options.maxFrameBytes);
+      this.#out.append(id, message); // encoded now: a body that changes later does not change the request
     } catch (err) {
       return Promise.reject(err);
     }
@@ -106,8 +111,6 @@ export class ChildConnection {
       if (timeoutMs > 0) this.#deadlines.add(pending, timeoutMs);
       if (this.#pending.size === 0) this.#socket.ref();
       this.#pending.set(id, pending);
-      this.#out.push(frame);
-      this.#outBytes += frame.length;
       if (!this.#flushScheduled) {
         this.#flushScheduled = true;
         process.nextTick(this.#flush);
@@ -123,42 +126,53 @@ export class ChildConnection {
 
   readonly #flush = (): void => {
     this.#flushScheduled = false;
-    if (this.#out.length === 0 || this.#endError !== undefined) return;
-    const buf = this.#out.length === 1 ? this.#out[0]! : Buffer.concat(this.#out, this.#outBytes);
-    this.#out = [];
-    this.#outBytes = 0;
-    this.#socket.write(buf); // failures arrive as 'error'; the pending requests then reject
+    if (this.#endError !== undefined) return;
+    const buf = this.#out.take();
+    if (buf !== undefined) this.#socket.write(buf); // failures arrive as 'error'; the pending requests then reject
   };
 
   readonly #onData = (chunk: Buffer): void => {
-    let frames: DecodedFrame[];
-    try {
-      frames = this.#decoder.push(chunk);
-    } catch (err) {
-      this.#end(closedError('the comms channel delivered bytes that could not be read', err));
-      return;
-    }
-    for (const frame of frames) {
-      if (this.#endError !== undefined) return;
-      if ('malformed' in frame) {
-        this.#end(closedError(`the supervisor sent a frame header announcing ${frame.length} bytes (under 4): the channel is out of step`));
-      } else if ('tooLarge' in frame) {
-        const pending = this.#take(frame.id);
-        pending?.reject(new WardenError('ERR_FRAME_TOO_LARGE', `the response to ${pending.type} (request ${frame.id}) is ${frame.length} bytes, over maxFrameBytes (${this.#options.maxFrameBytes})`, { detail: { length: frame.length, maxFrameBytes: this.#options.maxFrameBytes } }));
-        this.#end(closedError('the supervisor sent a frame over maxFrameBytes'));
-      } else if (frame.id === STARTUP_FRAME_ID) {
-        this.#onStartup(frame.body);
-      } else {
-        this.#onResponse(frame.id, frame.body);
-      }
-    }
+    this.receive(chunk, chunk.length);
   };
 
-  #onStartup(raw: Buffer): void {
+  /**
+   * Bytes read from the socket: `buf[0, length)` (a socket read with `onread` calls this; a plain
+   * socket's 'data' comes here too). Nothing keeps a reference to `buf` after the call, so the
+   * caller may refill it.
+   */
+  receive(buf: Buffer, length: number): void {
+    if (this.#endError !== undefined) return;
+    try {
+      this.#decoder.visit(buf, this.#visitor, 0, length);
+    } catch (err) {
+      this.#end(closedError('the comms channel delivered bytes that could not be read', err));
+    }
+  }
+
+  /** Returns false to stop reading the chunk: the channel has ended. */
+  #onFrame(id: number, buf: Buffer, start: number, end: number): boolean {
+    if (this.#endError !== undefined) return false;
+    if (id === STARTUP_FRAME_ID) this.#onStartup(buf, start, end);
+    else this.#onResponse(id, buf, start, end);
+    return this.#endError === undefined;
+  }
+
+  #onBadHeader(item: FrameTooLarge | FrameMalformed): void {
+    if (this.#endError !== undefined) return;
+    if ('malformed' in item) {
+      this.#end(closedError(`the supervisor sent a frame header announcing ${item.length} bytes (under 4): the channel is out of step`));
+      return;
+    }
+    const pending = this.#take(item.id);
+    pending?.reject(new WardenError('ERR_FRAME_TOO_LARGE', `the response to ${pending.type} (request ${item.id}) is ${item.length} bytes, over maxFrameBytes (${this.#options.maxFrameBytes})`, { detail: { length: item.length, maxFrameBytes: this.#options.maxFrameBytes } }));
+    this.#end(closedError('the supervisor sent a frame over maxFrameBytes'));
+  }
+
+  #onStartup(buf: Buffer, start: number, end: number): void {
     if (this.#started) return; // only one is ever sent; anything else on id 0 is not for us
     let body: unknown;
     try {
-      body = decodeBody(raw);
+      body = decodeBody(buf, start, end);
     } catch {
       return;
     }
@@ -169,12 +183,12 @@ export class ChildConnection {
     this.#resolveReady(body as StartupDetails);
   }
 
-  #onResponse(id: number, raw: Buffer): void {
+  #onResponse(id: number, buf: Buffer, start: number, end: number): void {
     const pending = this.#take(id);
     if (pending === undefined) return; // answered after its timeout
     let body: unknown;
     try {
-      body = decodeBody(raw);
+      body = decodeBody(buf, start, end);
     } catch (err) {
       pending.reject(new WardenError('ERR_BAD_RESPONSE', `the response to ${pending.type} (request ${id}) is not valid msgpack`, { cause: err }));
       return;
@@ -196,9 +210,8 @@ export class ChildConnection {
   }
 
   #take(id: number): Pending | undefined {
-    const pending = this.#pending.get(id);
+    const pending = this.#pending.take(id);
     if (pending === undefined) return undefined;
-    this.#pending.delete(id);
     this.#deadlines.remove(pending);
     if (this.#pending.size === 0 && this.#started) this.#socket.unref();
     return pending;
@@ -208,15 +221,14 @@ export class ChildConnection {
     if (this.#endError !== undefined) return;
     this.#endError = err;
     if (this.#startupTimer !== undefined) clearTimeout(this.#startupTimer);
-    this.#out = [];
-    this.#outBytes = 0;
+    this.#out.clear();
     this.#socket.off('data', this.#onData);
     this.#socket.unref();
     // end() sends our EOF at once; destroy() after it is flushed releases the fd.
     if (!this.#socket.destroyed) this.#socket.end(() => this.#socket.destroy());
     if (!this.#started) this.#rejectReady(err);
-    const pending = [...this.#pending.keys()];
-    for (const id of pending) this.#take(id)?.reject(closedError(`${err.message}; request ${id} got no response`, err));
+    this.#deadlines.clear();
+    for (const pending of this.#pending.drain()) pending.reject(closedError(`${err.message}; request ${pending.id} got no response`, err));
   }
 }
 

@@ -21,9 +21,13 @@ interface DeadlineList {
 /**
  * Invariants:
  * - One list per timeout value; within a list, entries are in deadline order (same timeout,
- *   monotonic clock), so only list heads can be due.
+ *   monotonic clock), so only list heads can be due. An emptied list is kept for the next entry
+ *   with its timeout (one request at a time would otherwise make and drop a list per request);
+ *   past MAX_LISTS lists, the empty ones are dropped.
  * - At most one timer, unref'd (whoever waits on an entry keeps the process alive, not this), armed
- *   no later than the earliest deadline while any entry is held, and cleared when none is.
+ *   no later than the earliest deadline while any entry is held. Emptying the set does not clear
+ *   it: one request at a time would otherwise create and cancel a timer per request. It fires
+ *   once for nothing, at most one timeout after the last entry left, and `clear()` cancels it.
  * - An entry is in at most one list; `onExpired` runs once per expired entry, after its removal.
  */
 export class Deadlines<T extends DeadlineEntry> {
@@ -45,6 +49,7 @@ export class Deadlines<T extends DeadlineEntry> {
   add(entry: T, timeoutMs: number): void {
     let list = this.#lists.get(timeoutMs);
     if (list === undefined) {
+      if (this.#lists.size >= MAX_LISTS) this.#dropEmptyLists();
       list = { timeoutMs, head: undefined, tail: undefined };
       this.#lists.set(timeoutMs, list);
     }
@@ -68,8 +73,7 @@ export class Deadlines<T extends DeadlineEntry> {
     if (entry.next === undefined) list.tail = entry.prev;
     else entry.next.prev = entry.prev;
     entry.prev = entry.next = entry.list = undefined;
-    if (list.head === undefined) this.#lists.delete(list.timeoutMs);
-    if (--this.#size === 0) this.#disarm();
+    this.#size--;
   }
 
   /** Drops every entry without expiring it. */
@@ -84,6 +88,10 @@ export class Deadlines<T extends DeadlineEntry> {
     this.#lists.clear();
     this.#size = 0;
     this.#disarm();
+  }
+
+  #dropEmptyLists(): void {
+    for (const [timeoutMs, list] of this.#lists) if (list.head === undefined) this.#lists.delete(timeoutMs);
   }
 
   #arm(at: number): void {
@@ -112,7 +120,10 @@ export class Deadlines<T extends DeadlineEntry> {
       this.#onExpired(entry as T);
     }
     let earliest = Infinity;
-    for (const list of this.#lists.values()) earliest = Math.min(earliest, list.head!.deadline);
+    for (const list of this.#lists.values()) if (list.head !== undefined) earliest = Math.min(earliest, list.head.deadline);
     if (earliest < this.#armedAt) this.#arm(earliest);
   };
 }
+
+/** Distinct timeouts whose (possibly empty) lists are kept before empty ones are dropped. */
+const MAX_LISTS = 16;

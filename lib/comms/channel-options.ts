@@ -25,7 +25,10 @@ export interface CommsChannelOptions<C = unknown> {
   signal?: AbortSignal;
   /** Largest length field (id + body) accepted or sent. Default 16 MiB; at least 1024. */
   maxFrameBytes?: number;
-  /** Requests handled at once; more are answered `ERR_BUSY` on arrival. Default 64; at least 1. */
+  /**
+   * Requests handled at once; more are answered `ERR_BUSY` on arrival. A handler that answers
+   * synchronously (returns a value, not a promise) is never in flight. Default 64; at least 1.
+   */
   maxInflightRequests?: number;
   /**
    * Time a handler gets before the request is answered `ERR_HANDLER_TIMEOUT` and its `ctx.signal`

@@ -5,8 +5,8 @@
  */
 import { WardenError } from '../errors.js';
 import { resolveChannelOptions, type ChannelIO, type CommsChannelOptions, type CommsStats } from './channel-options.js';
-import { encodeFrame, FrameDecoder, type DecodedFrame } from './frame-codec.js';
-import { safeLog, type CommsLog, type CommsLogLevel, type Handler, type HandlerRegistry } from './handlers.js';
+import { encodeFrame, FrameDecoder, type FrameMalformed, type FrameTooLarge, type FrameVisitor } from './frame-codec.js';
+import { boundedLog, safeLog, type CommsLog, type CommsLogLevel, type Handler, type HandlerRegistry } from './handlers.js';
 import { InflightRequest, InflightTable } from './inflight-requests.js';
 import { STARTUP_FRAME_ID, STARTUP_TYPE, type ErrorBody, type RequestBody, type ResponseBody } from './protocol.js';
 import { clip, errorMessage, parseRequest } from './request-parse.js';
@@ -14,8 +14,13 @@ import { ResponseWriter } from './response-writer.js';
 
 export type { ChannelIO, CommsChannelOptions, CommsStats } from './channel-options.js';
 
-const NO_FRAMES: DecodedFrame[] = [];
 const CLOSED_NOTE = 'the channel is closed and the task goes on without comms';
+/**
+ * Records per kind of per-request event (`comms.bad-request`, `comms.busy`, ...) a channel writes;
+ * beyond it they are only counted (`errors` in `comms.closed`), so a misbehaving task cannot
+ * flood its own log through the supervisor.
+ */
+export const MAX_NOTES_PER_EVENT = 10;
 
 /**
  * Invariants:
@@ -25,7 +30,9 @@ const CLOSED_NOTE = 'the channel is closed and the task goes on without comms';
  *   stops being wanted (timeout, end). After the end nothing is written and no handler result is
  *   sent; `io.close` is called at most once and never after `onEnd()`.
  * - While `queuedBytes > maxQueuedWriteBytes`, no new request is handled and reading is paused.
- * - The channel holds at most one partial frame and the unhandled frames of one chunk.
+ * - The channel holds at most one partial frame and the unread rest of the chunks delivered
+ *   while it was paused (the owner stops reading when asked, so that is one chunk or so).
+ * - Per-request log records are bounded: at most MAX_NOTES_PER_EVENT of each kind per channel.
  * - `onData`, `onDrain` and `onEnd` never throw; failures are logged and end the channel.
  */
 export class CommsChannel<C = unknown> {
@@ -42,8 +49,15 @@ export class CommsChannel<C = unknown> {
   readonly #writer: ResponseWriter;
   readonly #inflight: InflightTable<C>;
   readonly #stats = { requests: 0, errors: {} as Record<string, number>, bytesIn: 0, readPauses: 0 };
-  #backlog = NO_FRAMES;
+  /** Chunks not yet fully decoded (reading paused mid-chunk), and the offset into the first. */
+  #backlog: Buffer[] = [];
   #backlogPos = 0;
+  /** Per-request records: bounded per event (MAX_NOTES_PER_EVENT). */
+  readonly #note: CommsLog;
+  readonly #visitor: FrameVisitor = {
+    frame: (id, buf, start, end) => this.#onFrame(id, buf, start, end),
+    stop: (item) => this.#onBadHeader(item),
+  };
   #processing = false;
   #readingPaused = false;
   #ioPaused = false;
@@ -62,9 +76,10 @@ export class CommsChannel<C = unknown> {
     this.#maxQueued = resolved.maxQueuedWriteBytes;
     this.#inflight = new InflightTable<C>(resolved.handlerTimeoutMs, this.#onExpired);
     this.#log = safeLog(options.log);
+    this.#note = boundedLog(this.#log, this.taskId, MAX_NOTES_PER_EVENT);
     this.#context = options.context as C;
     this.#decoder = new FrameDecoder({ maxFrameBytes: this.#maxFrameBytes });
-    this.#writer = new ResponseWriter(this.#io, (err) => this.#fatal('write-failed', err), this.#onShrink);
+    this.#writer = new ResponseWriter(this.#io, this.#maxFrameBytes, (err) => this.#fatal('write-failed', err), this.#onShrink);
     if (this.#signal?.aborted) this.#end('task-aborted', true);
     else this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
   }
@@ -92,7 +107,7 @@ export class CommsChannel<C = unknown> {
     body['type'] = STARTUP_TYPE;
     const frame = encodeFrame(STARTUP_FRAME_ID, body, this.#maxFrameBytes);
     this.#startupSent = true;
-    this.#writer.enqueue(frame, false);
+    this.#writer.appendEncoded(frame);
     return true;
   }
 
@@ -106,14 +121,25 @@ export class CommsChannel<C = unknown> {
     if (this.#ended) return;
     try {
       this.#stats.bytesIn += chunk.length;
-      const frames = this.#decoder.push(chunk);
-      if (frames.length === 0) return;
-      if (this.#backlogPos < this.#backlog.length) {
-        for (const frame of frames) this.#backlog.push(frame);
-      } else {
-        this.#backlog = frames;
-        this.#backlogPos = 0;
+      if (this.#backlog.length === 0 && !this.#processing && !this.#readingPaused) {
+        // The common case: nothing held back, so the chunk is read in place.
+        this.#processing = true;
+        let at: number;
+        try {
+          at = this.#decoder.visit(chunk, this.#visitor);
+        } finally {
+          this.#processing = false;
+        }
+        if (at < chunk.length && !this.#ended) {
+          this.#backlog.push(chunk);
+          this.#backlogPos = at;
+          this.#drainBacklog(); // goes on at once if reading was resumed meanwhile
+        } else {
+          this.#afterRead();
+        }
+        return;
       }
+      this.#backlog.push(chunk);
       this.#drainBacklog();
     } catch (err) {
       this.#fatal('internal-error', err);
@@ -138,52 +164,71 @@ export class CommsChannel<C = unknown> {
     if (this.#processing) return;
     this.#processing = true;
     try {
-      while (this.#backlogPos < this.#backlog.length && !this.#readingPaused && !this.#ended) {
-        this.#handleFrame(this.#backlog[this.#backlogPos++]!);
+      while (this.#backlog.length > 0 && !this.#readingPaused && !this.#ended) {
+        const chunk = this.#backlog[0]!;
+        const at = this.#decoder.visit(chunk, this.#visitor, this.#backlogPos);
+        if (at < chunk.length) {
+          this.#backlogPos = at;
+        } else {
+          this.#backlog.shift();
+          this.#backlogPos = 0;
+        }
       }
     } finally {
       this.#processing = false;
     }
-    if (this.#backlogPos >= this.#backlog.length) {
-      this.#backlog = NO_FRAMES;
-      this.#backlogPos = 0;
-    }
+    this.#afterRead();
+  }
+
+  /** Reading may go on: resume the socket if it was paused. */
+  #afterRead(): void {
     if (!this.#ended && !this.#readingPaused && this.#ioPaused) {
       this.#ioPaused = false;
       this.#io.resumeReading();
     }
   }
 
-  #handleFrame(frame: DecodedFrame): void {
-    if ('malformed' in frame) {
-      const reason = `a frame header announced ${frame.length} bytes, less than the 4 of a request id: the peer does not speak warden framing (stray bytes on fd 4?)`;
-      return this.#protocolError('malformed-frame', { length: frame.length, reason });
-    }
-    this.#stats.requests++;
-    const id = frame.id;
-    if ('tooLarge' in frame) {
-      const detail = { length: frame.length, maxFrameBytes: this.#maxFrameBytes };
-      this.#respondError(id, 'ERR_FRAME_TOO_LARGE', `request ${id} is ${frame.length} bytes, over maxFrameBytes (${this.#maxFrameBytes}); ${CLOSED_NOTE}`, detail);
-      return this.#protocolError('frame-too-large', { requestId: id, ...detail });
-    }
-    const parsed = parseRequest(id, frame.body);
-    if (!parsed.valid) {
-      this.#respondError(id, 'ERR_BAD_REQUEST', parsed.message);
+  /** A too-large or malformed header: the decoder has stopped; answer what can be answered and close. */
+  #onBadHeader(item: FrameTooLarge | FrameMalformed): void {
+    if ('malformed' in item) {
+      const reason = `a frame header announced ${item.length} bytes, less than the 4 of a request id: the peer does not speak warden framing (stray bytes on fd 4?)`;
+      this.#protocolError('malformed-frame', { length: item.length, reason });
       return;
     }
-    const { body } = parsed;
+    this.#stats.requests++;
+    const id = item.id;
+    const detail = { length: item.length, maxFrameBytes: this.#maxFrameBytes };
+    this.#respondError(id, 'ERR_FRAME_TOO_LARGE', `request ${id} is ${item.length} bytes, over maxFrameBytes (${this.#maxFrameBytes}); ${CLOSED_NOTE}`, detail);
+    this.#protocolError('frame-too-large', { requestId: id, ...detail });
+  }
+
+  /** One request frame, body `buf[start, end)`. Returns whether to go on with the next frame now. */
+  #onFrame(id: number, buf: Buffer, start: number, end: number): boolean {
+    this.#stats.requests++;
+    const body = parseRequest(id, buf, start, end);
+    if (typeof body === 'string') {
+      this.#note('warning', 'comms.bad-request', { requestId: id, error: body });
+      this.#respondError(id, 'ERR_BAD_REQUEST', body);
+      return !this.#readingPaused && !this.#ended;
+    }
     const handler = this.#handlers.get(body.type);
     if (this.#inflight.has(id)) {
-      this.#respondError(id, 'ERR_BAD_REQUEST', `request id ${id} is already in flight; ids must be unique among in-flight requests`);
+      const message = `request id ${id} is already in flight; ids must be unique among in-flight requests`;
+      this.#note('warning', 'comms.bad-request', { requestId: id, error: message });
+      this.#respondError(id, 'ERR_BAD_REQUEST', message);
     } else if (handler === undefined) {
       const known = this.#handlers.types().join(', ') || '(none)';
-      this.#respondError(id, 'ERR_UNKNOWN_REQUEST', clip(`no handler for request type "${body.type}"; known types: ${known}`));
+      const message = clip(`no handler for request type "${body.type}"; known types: ${known}`);
+      this.#note('warning', 'comms.unknown-request', { requestId: id, type: clip(body.type), known });
+      this.#respondError(id, 'ERR_UNKNOWN_REQUEST', message);
     } else if (this.#inflight.size >= this.#maxInflight) {
       const message = `${this.#inflight.size} requests are already in flight (maxInflightRequests); retry after one completes`;
+      this.#note('info', 'comms.busy', { requestId: id, type: body.type, maxInflightRequests: this.#maxInflight });
       this.#respondError(id, 'ERR_BUSY', message, { maxInflightRequests: this.#maxInflight });
     } else {
       this.#run(id, body.type, body, handler);
     }
+    return !this.#readingPaused && !this.#ended;
   }
 
   /** The peer broke the framing: say so, send what is queued (answers included), and close. */
@@ -194,24 +239,30 @@ export class CommsChannel<C = unknown> {
   }
 
   #run(id: number, type: string, body: RequestBody, handler: Handler<Record<string, unknown>, unknown, C>): void {
-    const req = new InflightRequest<C>(this.taskId, id, type, this.#context, this.#log, this.#inflight.nextDeadline());
-    this.#inflight.add(req);
+    const req = new InflightRequest<C>(this.taskId, id, type, this.#context, this.#log);
     let result: unknown;
     try {
       result = handler(body, req);
-      if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
-        Promise.resolve(result).then((value) => this.#settle(req, value, undefined, false), (err) => this.#settle(req, undefined, err, true));
-        return;
-      }
     } catch (err) {
-      this.#settle(req, undefined, err, true);
+      this.#answer(req, undefined, err, true);
       return;
     }
-    this.#settle(req, result, undefined, false);
+    if (typeof (result as PromiseLike<unknown> | null)?.then !== 'function') {
+      // Answered before returning: never in flight, so no deadline and no table work.
+      this.#answer(req, result, undefined, false);
+      return;
+    }
+    if (this.#ended) return;
+    this.#inflight.add(req);
+    Promise.resolve(result).then((value) => this.#settle(req, value, undefined, false), (err) => this.#settle(req, undefined, err, true));
   }
 
   #settle(req: InflightRequest<C>, value: unknown, err: unknown, failed: boolean): void {
-    if (!this.#inflight.settle(req)) return; // already answered (timeout) or ended
+    if (this.#inflight.settle(req)) this.#answer(req, value, err, failed); // else already answered (timeout) or ended
+  }
+
+  #answer(req: InflightRequest<C>, value: unknown, err: unknown, failed: boolean): void {
+    if (this.#ended) return;
     try {
       if (!failed) {
         this.#respond(req.requestId, { ok: value === undefined ? null : value }, req.type);
@@ -219,7 +270,7 @@ export class CommsChannel<C = unknown> {
         this.#respondError(req.requestId, err.code, clip(err.message), err.detail);
       } else {
         const message = clip(errorMessage(err));
-        this.#log('warning', 'comms.handler-failed', { taskId: this.taskId, requestId: req.requestId, type: req.type, error: message });
+        this.#note('warning', 'comms.handler-failed', { requestId: req.requestId, type: req.type, error: message });
         this.#respondError(req.requestId, 'ERR_HANDLER', message);
       }
     } catch (internal) {
@@ -234,26 +285,29 @@ export class CommsChannel<C = unknown> {
 
   /** Frames and queues one response; a response that cannot be framed is replaced by an error that can. */
   #respond(id: number, body: ResponseBody, type?: string): void {
-    let frame: Buffer;
     let sent: ResponseBody = body;
     try {
-      frame = encodeFrame(id, body, this.#maxFrameBytes);
+      this.#writer.append(id, body);
     } catch (err) {
       const tooLarge = err instanceof WardenError && err.code === 'ERR_FRAME_TOO_LARGE';
       const what = 'ok' in body ? `the ${type ?? 'request'} handler's result` : 'the error response';
       const message = clip(`${what} for request ${id} could not be sent: ${errorMessage(err)}`);
-      this.#log('warning', 'comms.response-unencodable', { taskId: this.taskId, requestId: id, type, error: message });
+      this.#note('warning', 'comms.response-unencodable', { requestId: id, type, error: message });
       sent = { error: { code: tooLarge ? 'ERR_FRAME_TOO_LARGE' : 'ERR_HANDLER', message } };
-      frame = encodeFrame(id, sent, this.#maxFrameBytes);
+      this.#writer.append(id, sent);
     }
     if ('error' in sent) {
       const errors = this.#stats.errors;
       errors[sent.error.code] = (errors[sent.error.code] ?? 0) + 1;
     }
-    this.#writer.enqueue(frame, true);
     if (!this.#readingPaused && this.#writer.queuedBytes > this.#maxQueued) {
       this.#readingPaused = true;
-      this.#stats.readPauses++;
+      if (++this.#stats.readPauses === 1) {
+        this.#log('warning', 'comms.read-paused', {
+          taskId: this.taskId, queuedBytes: this.#writer.queuedBytes, maxQueuedWriteBytes: this.#maxQueued,
+          reason: 'the task is not reading its responses as fast as it sends requests; its requests are not read until it catches up (later pauses are only counted in readPauses)',
+        });
+      }
       if (!this.#ioPaused) {
         this.#ioPaused = true;
         this.#io.pauseReading();
@@ -278,7 +332,7 @@ export class CommsChannel<C = unknown> {
     const message = `the ${req.type} handler did not answer request ${req.requestId} within handlerTimeoutMs (${timeoutMs})`;
     try {
       req.abort(new WardenError('ERR_HANDLER_TIMEOUT', message));
-      this.#log('warning', 'comms.handler-timeout', { taskId: this.taskId, requestId: req.requestId, type: req.type, handlerTimeoutMs: timeoutMs });
+      this.#note('warning', 'comms.handler-timeout', { requestId: req.requestId, type: req.type, handlerTimeoutMs: timeoutMs });
       if (!this.#ended) this.#respondError(req.requestId, 'ERR_HANDLER_TIMEOUT', message, { handlerTimeoutMs: timeoutMs });
     } catch (err) {
       this.#fatal('internal-error', err);
@@ -300,7 +354,7 @@ export class CommsChannel<C = unknown> {
     this.#endReason = reason;
     this.#signal?.removeEventListener('abort', this.#onAbort);
     this.#writer.stop();
-    this.#backlog = NO_FRAMES;
+    this.#backlog = [];
     this.#backlogPos = 0;
     const cancelled = this.#inflight.clear();
     if (cancelled.length > 0) {
@@ -314,7 +368,9 @@ export class CommsChannel<C = unknown> {
         this.#log('error', 'comms.close-failed', { taskId: this.taskId, error: errorMessage(err) });
       }
     }
-    const level: CommsLogLevel = reason === 'eof' || reason === 'task-aborted' ? 'debug' : 'info';
+    // A normal end is debug unless the channel saw errors worth a look in the summary.
+    const normal = reason === 'eof' || reason === 'task-aborted';
+    const level: CommsLogLevel = normal && Object.keys(this.#stats.errors).length === 0 ? 'debug' : 'info';
     this.#log(level, 'comms.closed', { taskId: this.taskId, reason, cancelledRequests: cancelled.length, ...this.stats });
   }
 }

@@ -8,7 +8,7 @@
  * Pure: no I/O, no timers. Bodies use plain msgpack (no msgpackr records), so any language's msgpack
  * library reads them.
  */
-import { Packr, RESERVE_START_SPACE, Unpackr } from 'msgpackr';
+import { Packr, RESERVE_START_SPACE, RESET_BUFFER_MODE, REUSE_BUFFER_MODE, Unpackr } from 'msgpackr';
 import { WardenError } from '../errors.js';
 import { DEFAULT_MAX_FRAME_BYTES, MAX_REQUEST_ID } from './protocol.js';
 
@@ -24,7 +24,10 @@ const packr = new Packr({
   encodeUndefinedAsNil: true,
 });
 // 'auto': 64-bit ints that fit a double come back as numbers, bigger ones as bigint.
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'auto' as 'number' });
+// copyBuffers: a bin value is a Buffer of its own (msgpackr copies with the species-preserving
+// slice), never a view of the chunk it came in: chunks may be a reused read buffer, and a view
+// would keep a whole 64 KiB chunk alive for a few bytes.
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'auto' as 'number', copyBuffers: true });
 
 /**
  * Encodes one frame. The result is ready to write; it may share an allocation with other frames
@@ -54,9 +57,45 @@ export function encodeFrame(id: number, body: unknown, maxFrameBytes: number = D
   return frame;
 }
 
-/** Decodes one msgpack body. Throws (a plain Error from msgpackr) when it is not exactly one msgpack value. */
-export function decodeBody(body: Buffer): unknown {
-  return unpackr.unpack(body);
+/**
+ * Encodes `body` as msgpack into the packer's scratch space and returns where it sits:
+ * `bytes[start, end)`, valid only until the next encode (copy it out at once). No allocation per
+ * call. Throws WardenError `ERR_BAD_REQUEST` when `body` cannot be encoded.
+ * Precondition: `id` is the frame's id (for the message only).
+ */
+export function encodeBodyScratch(id: number, body: unknown): Buffer & { start: number; end: number } {
+  try {
+    return packr.pack(body, REUSE_BUFFER_MODE | RESET_BUFFER_MODE) as Buffer & { start: number; end: number };
+  } catch (cause) {
+    throw new WardenError('ERR_BAD_REQUEST', `frame ${id}: the body cannot be encoded as msgpack (${errorText(cause)}); send plain maps, arrays, strings, numbers, booleans, null and bytes`, { cause });
+  }
+}
+
+/** The range object handed to msgpackr, reused: decoding a body allocates no view of it. */
+const range = { start: 0, end: 0 };
+/** Chunks up to this size are decoded from a copy in `scratch` (see decodeBody). */
+const SCRATCH_BYTES = 4096;
+const scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+
+/**
+ * Decodes one msgpack body: `buf[start, end)` (default: all of `buf`). Throws (a plain Error from
+ * msgpackr, or for an empty body) when it is not exactly one msgpack value. Values never view
+ * `buf` (bin values are copies).
+ */
+export function decodeBody(buf: Buffer, start = 0, end: number = buf.length): unknown {
+  if (end <= start) throw new Error('the body is empty: a frame must carry one msgpack value');
+  let src = buf;
+  if (buf.length <= SCRATCH_BYTES && buf !== scratch) {
+    // msgpackr makes (and caches on the source) a DataView per source buffer: for a small chunk,
+    // one request or answer read at a time, copying it into a buffer that has one is cheaper.
+    buf.copy(scratch, 0, start, end);
+    src = scratch;
+    end -= start;
+    start = 0;
+  }
+  range.start = start;
+  range.end = end;
+  return unpackr.unpack(src, range);
 }
 
 /** A complete frame. `body` may share memory with the chunk it came in: copy it to keep it past the call. */
@@ -76,6 +115,17 @@ export interface FrameMalformed {
   readonly length: number;
 }
 export type DecodedFrame = Frame | FrameTooLarge | FrameMalformed;
+
+/**
+ * What `FrameDecoder.visit` calls. Frames are not copied: a body is `buf[start, end)`, valid only
+ * during the call (decode it with `decodeBody(buf, start, end)` there, or copy it).
+ */
+export interface FrameVisitor {
+  /** One complete frame. Return false to stop right after it (the rest of the chunk is left unread). */
+  frame(id: number, buf: Buffer, start: number, end: number): boolean;
+  /** A too-large or malformed header: the last thing the decoder reports. */
+  stop(item: FrameTooLarge | FrameMalformed): void;
+}
 
 /**
  * Turns a byte stream cut into arbitrary chunks back into frames.
@@ -121,12 +171,27 @@ export class FrameDecoder {
     return this.#headerFill + (this.#body === null ? 0 : this.#bodyFill);
   }
 
-  /** Feeds one chunk; returns the frames it completed, in order (often none). */
+  /** Feeds one chunk; returns the frames it completed, in order (often none). Bodies are views of `chunk`. */
   push(chunk: Buffer): DecodedFrame[] {
     const out: DecodedFrame[] = [];
-    if (this.#stopped) return out;
-    const end = chunk.length;
-    let pos = 0;
+    this.visit(chunk, {
+      frame: (id, buf, start, end) => out.push({ id, body: buf.subarray(start, end) }) > 0,
+      stop: (item) => void out.push(item),
+    });
+    return out;
+  }
+
+  /**
+   * Feeds `chunk[from, end)`: calls `visitor.frame` for each frame completed, in stream order,
+   * until it returns false. Returns the offset just past the last byte consumed: `end` unless the
+   * visitor stopped early, in which case the caller feeds the rest (`from` = the returned offset)
+   * later, before any newer chunk. After `visitor.stop` the decoder is stopped and every chunk
+   * counts as consumed. Neither the decoder (a partial frame is copied) nor `decodeBody`'s values
+   * keep a reference to `chunk`, so the caller may refill it once this returns.
+   */
+  visit(chunk: Buffer, visitor: FrameVisitor, from = 0, end: number = chunk.length): number {
+    if (this.#stopped) return end;
+    let pos = from;
     while (pos < end) {
       if (this.#body !== null) {
         const body = this.#body;
@@ -135,9 +200,9 @@ export class FrameDecoder {
         this.#bodyFill += take;
         pos += take;
         if (this.#bodyFill === body.length) {
-          out.push({ id: this.#bodyId, body });
           this.#body = null;
           this.#bodyFill = 0;
+          if (!visitor.frame(this.#bodyId, body, 0, body.length)) return pos;
         }
         continue;
       }
@@ -145,7 +210,7 @@ export class FrameDecoder {
       let id: number;
       if (this.#headerFill === 0 && end - pos >= FRAME_HEADER_BYTES) {
         length = chunk.readUInt32BE(pos);
-        if (length < MIN_FRAME_LENGTH) return this.#stop(out, { malformed: true, length });
+        if (length < MIN_FRAME_LENGTH) return this.#stop(visitor, end, { malformed: true, length });
         id = chunk.readUInt32BE(pos + 4);
         pos += FRAME_HEADER_BYTES;
       } else {
@@ -156,18 +221,19 @@ export class FrameDecoder {
         pos += take;
         if (had < 4 && this.#headerFill >= 4) {
           const announced = this.#header.readUInt32BE(0);
-          if (announced < MIN_FRAME_LENGTH) return this.#stop(out, { malformed: true, length: announced });
+          if (announced < MIN_FRAME_LENGTH) return this.#stop(visitor, end, { malformed: true, length: announced });
         }
         if (this.#headerFill < FRAME_HEADER_BYTES) break;
         this.#headerFill = 0;
         length = this.#header.readUInt32BE(0);
         id = this.#header.readUInt32BE(4);
       }
-      if (length > this.maxFrameBytes) return this.#stop(out, { tooLarge: true, id, length });
+      if (length > this.maxFrameBytes) return this.#stop(visitor, end, { tooLarge: true, id, length });
       const bodyBytes = length - 4;
       if (end - pos >= bodyBytes) {
-        out.push({ id, body: chunk.subarray(pos, pos + bodyBytes) });
+        const bodyStart = pos;
         pos += bodyBytes;
+        if (!visitor.frame(id, chunk, bodyStart, pos)) return pos;
       } else {
         // Exactly the announced size, which the check above bounds: never grows, never re-copies.
         const body = Buffer.allocUnsafe(bodyBytes);
@@ -178,15 +244,15 @@ export class FrameDecoder {
         pos = end;
       }
     }
-    return out;
+    return end;
   }
 
-  #stop(out: DecodedFrame[], last: FrameTooLarge | FrameMalformed): DecodedFrame[] {
+  #stop(visitor: FrameVisitor, end: number, last: FrameTooLarge | FrameMalformed): number {
     this.#stopped = true;
     this.#headerFill = 0;
     this.#body = null;
-    out.push(last);
-    return out;
+    visitor.stop(last);
+    return end;
   }
 }
 

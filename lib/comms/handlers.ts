@@ -105,3 +105,18 @@ export function safeLog(log: CommsLog | undefined): CommsLog {
     }
   };
 }
+
+/**
+ * A log for per-request events that writes at most `maxPerEvent` records per event name (the
+ * last of them marked `more`), adding `taskId`; later ones are dropped (the caller counts them).
+ */
+export function boundedLog(log: CommsLog, taskId: string, maxPerEvent: number): CommsLog {
+  const seen = new Map<string, number>();
+  return (level, event, fields) => {
+    const n = (seen.get(event) ?? 0) + 1;
+    seen.set(event, n);
+    if (n > maxPerEvent) return;
+    const last = n === maxPerEvent ? { more: `later ${event} records of this channel are left out; comms.closed counts the error responses` } : undefined;
+    log(level, event, { taskId, ...fields, ...last });
+  };
+}

@@ -6,8 +6,9 @@ import type { CommsLog, HandlerContext } from './handlers.js';
  * Invariants:
  * - `signal` is created on first use (most handlers never look at it), and is already aborted if
  *   `abort()` came first; `abort()` takes effect once, its first reason wins.
- * - `deadline` is on the `performance.now()` clock; requests of one channel are created in
- *   deadline order, which lets the channel keep one timer for all of them.
+ * - `deadline` is on the `performance.now()` clock, set when the request enters an
+ *   InflightTable (a handler that answers synchronously never does); requests of one table enter
+ *   in deadline order, which lets it keep one timer for all of them.
  */
 export class InflightRequest<C> implements HandlerContext<C> {
   readonly taskId: string;
@@ -15,18 +16,17 @@ export class InflightRequest<C> implements HandlerContext<C> {
   readonly type: string;
   readonly context: C;
   readonly log: CommsLog;
-  readonly deadline: number;
+  deadline = Infinity;
   #controller: AbortController | undefined;
   #aborted = false;
   #reason: unknown;
 
-  constructor(taskId: string, requestId: number, type: string, context: C, log: CommsLog, deadline: number) {
+  constructor(taskId: string, requestId: number, type: string, context: C, log: CommsLog) {
     this.taskId = taskId;
     this.requestId = requestId;
     this.type = type;
     this.context = context;
     this.log = log;
-    this.deadline = deadline;
   }
 
   get signal(): AbortSignal {
@@ -85,9 +85,10 @@ export class InflightTable<C> {
     return this.timeoutMs > 0 ? performance.now() + this.timeoutMs : Infinity;
   }
 
-  /** Precondition: no request with this id is in flight, and deadlines come in increasing order. */
+  /** Sets `req.deadline` (now + timeoutMs) and adds it. Precondition: no request with this id is in flight. */
   add(req: InflightRequest<C>): void {
     if (this.#cleared) return;
+    req.deadline = this.nextDeadline();
     this.#requests.set(req.requestId, req);
     this.#arm();
   }

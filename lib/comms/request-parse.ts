@@ -2,31 +2,28 @@
 import { decodeBody } from './frame-codec.js';
 import { STARTUP_FRAME_ID, type RequestBody } from './protocol.js';
 
-export type ParsedRequest =
-  | { readonly valid: true; readonly body: RequestBody }
-  | { readonly valid: false; readonly message: string };
-
 /** Longest message put in an error response; longer ones are cut (error frames stay small). */
 export const MAX_MESSAGE_CHARS = 512;
 
 /**
- * Decodes and checks one request body: one msgpack map with a string `type`, on an id other than 0.
- * Never throws; a failure carries the `ERR_BAD_REQUEST` message to send back.
+ * Decodes and checks one request body, `buf[start, end)`: one msgpack map with a string `type`, on
+ * an id other than 0. Never throws. Returns the body, or (a string) the `ERR_BAD_REQUEST` message
+ * to send back: no result object per request on the hot path.
  */
-export function parseRequest(id: number, raw: Buffer): ParsedRequest {
+export function parseRequest(id: number, buf: Buffer, start = 0, end: number = buf.length): RequestBody | string {
   let body: unknown;
   try {
-    body = decodeBody(raw);
+    body = decodeBody(buf, start, end);
   } catch (err) {
-    return { valid: false, message: clip(`request ${id}: the body is not valid msgpack (${errorMessage(err)}); send one msgpack map with a string "type"`) };
+    return clip(`request ${id}: the body is not valid msgpack (${errorMessage(err)}); send one msgpack map with a string "type"`);
   }
   if (!isPlainMap(body) || typeof body['type'] !== 'string') {
-    return { valid: false, message: `request ${id}: the body must be a msgpack map with a string "type", got ${describe(body)}` };
+    return `request ${id}: the body must be a msgpack map with a string "type", got ${describe(body)}`;
   }
   if (id === STARTUP_FRAME_ID) {
-    return { valid: false, message: 'request id 0 is reserved for the startup frame; number requests from 1' };
+    return 'request id 0 is reserved for the startup frame; number requests from 1';
   }
-  return { valid: true, body: body as RequestBody };
+  return body as RequestBody;
 }
 
 export function errorMessage(err: unknown): string {

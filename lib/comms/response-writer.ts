@@ -2,6 +2,7 @@
  * The supervisor side's outgoing queue for one channel: coalesces the frames of one tick into one
  * write, respects the owner's backpressure, and keeps count of what is waiting.
  */
+import { FrameQueue } from './frame-queue.js';
 
 /** The part of the owner's socket the writer uses. `write` returns false when the socket is full. */
 export interface FrameSink {
@@ -21,8 +22,7 @@ export class ResponseWriter {
   readonly #sink: FrameSink;
   readonly #onError: (err: unknown) => void;
   readonly #onShrink: () => void;
-  #queue: Buffer[] = [];
-  #queueBytes = 0;
+  readonly #queue: FrameQueue;
   #queueResponses = 0;
   #awaitingDrainBytes = 0;
   #flushScheduled = false;
@@ -32,31 +32,37 @@ export class ResponseWriter {
   responsesWritten = 0;
 
   /**
+   * `maxFrameBytes`: bound on each frame's length field.
    * `onError`: the sink threw; the writer has stopped and the channel should end.
    * `onShrink`: `queuedBytes` went down (a write was taken or drained); the channel may resume reading.
    */
-  constructor(sink: FrameSink, onError: (err: unknown) => void, onShrink: () => void) {
+  constructor(sink: FrameSink, maxFrameBytes: number, onError: (err: unknown) => void, onShrink: () => void) {
     this.#sink = sink;
+    this.#queue = new FrameQueue(maxFrameBytes);
     this.#onError = onError;
     this.#onShrink = onShrink;
   }
 
   get queuedBytes(): number {
-    return this.#queueBytes + this.#awaitingDrainBytes;
+    return this.#queue.bytes + this.#awaitingDrainBytes;
   }
 
-  /** Queues one encoded frame; `isResponse` counts it in `responsesWritten` once written. */
-  enqueue(frame: Buffer, isResponse: boolean): void {
+  /**
+   * Encodes and queues one response frame. Throws as `FrameQueue.append` does (nothing queued
+   * then); after `stop()` it does nothing.
+   */
+  append(id: number, body: unknown): void {
     if (this.#stopped) return;
-    this.#queue.push(frame);
-    this.#queueBytes += frame.length;
-    if (isResponse) this.#queueResponses++;
-    const queued = this.queuedBytes;
-    if (queued > this.maxQueuedBytes) this.maxQueuedBytes = queued;
-    if (!this.#flushScheduled && this.#awaitingDrainBytes === 0) {
-      this.#flushScheduled = true;
-      process.nextTick(this.#flush);
-    }
+    this.#queue.append(id, body);
+    this.#queueResponses++;
+    this.#queued();
+  }
+
+  /** Queues one frame encoded elsewhere (the startup frame); it does not count as a response. */
+  appendEncoded(frame: Buffer): void {
+    if (this.#stopped) return;
+    this.#queue.appendEncoded(frame);
+    this.#queued();
   }
 
   /** The owner's socket took everything: the waiting write is done; send what queued up since. */
@@ -75,10 +81,18 @@ export class ResponseWriter {
   /** Drops the queue; nothing is written from now on. */
   stop(): void {
     this.#stopped = true;
-    this.#queue = [];
-    this.#queueBytes = 0;
+    this.#queue.clear();
     this.#queueResponses = 0;
     this.#awaitingDrainBytes = 0;
+  }
+
+  #queued(): void {
+    const queued = this.queuedBytes;
+    if (queued > this.maxQueuedBytes) this.maxQueuedBytes = queued;
+    if (!this.#flushScheduled && this.#awaitingDrainBytes === 0) {
+      this.#flushScheduled = true;
+      process.nextTick(this.#flush);
+    }
   }
 
   readonly #flush = (): void => {
@@ -87,11 +101,9 @@ export class ResponseWriter {
   };
 
   #write(force: boolean): void {
-    if (this.#queue.length === 0 || (!force && this.#awaitingDrainBytes > 0)) return;
-    const buf = this.#queue.length === 1 ? this.#queue[0]! : Buffer.concat(this.#queue, this.#queueBytes);
+    if (this.#queue.bytes === 0 || (!force && this.#awaitingDrainBytes > 0)) return;
     const responses = this.#queueResponses;
-    this.#queue = [];
-    this.#queueBytes = 0;
+    const buf = this.#queue.take()!;
     this.#queueResponses = 0;
     let accepted: boolean;
     try {

@@ -52,7 +52,9 @@ export function createTaskChannel(
       },
       close: (why) => {
         const r = reg();
-        task.log('warning', `comms channel closed: ${why}; the task goes on without comms`);
+        // The task's own end closes the channel too: that is no news (the channel logs comms.closed).
+        const normal = why === 'task-aborted';
+        task.log(normal ? 'debug' : 'warning', normal ? 'comms channel closed: the task ended' : `comms channel closed: ${why}; the task goes on without comms`);
         if (r && reactor.release(r)) queueMicrotask(onClosed);
       },
     },
