@@ -54,9 +54,10 @@ describe('stdout and stderr at volume', () => {
     const total = 64 * 1024 * 1024;
     // The supervisor runs in a process of its own, so that its peak RSS (VmHWM, exact, not
     // sampled) is the supervisor's and nothing else's. With a concurrent collector the peak also
-    // measured how far V8 let garbage pile up (26-58 MiB over runs); single-threaded GC keeps it
-    // to what is live: the writer's high-water mark, a line's worth of text, a few pipe chunks.
-    const child = spawn(process.execPath, ['--single-threaded-gc', fixture('log-flood-supervisor.mjs'), String(total), path], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    // measured how far V8 let garbage pile up (26-58 MiB over runs, more on Node 24); a heap
+    // capped at 48 MiB makes V8 collect instead of grow, and a supervisor that held the stream
+    // would die of it. What is live: the writer's high-water mark, a line of text, pipe chunks.
+    const child = spawn(process.execPath, ['--single-threaded-gc', '--max-semi-space-size=2', '--max-old-space-size=48', fixture('log-flood-supervisor.mjs'), String(total), path], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (b) => (out += b));
@@ -67,7 +68,7 @@ describe('stdout and stderr at volume', () => {
     const run = JSON.parse(out) as { result: TaskResult; parts: number; eventBytes: number; rssBefore: number; rssPeak: number };
     expect(run.result).toMatchObject({ state: 'success', status: 0, pipesForceClosed: false });
     expect(run.result.logErrors).toBeUndefined();
-    expect(run.rssPeak - run.rssBefore, `RSS grew from ${run.rssBefore} to ${run.rssPeak}`).toBeLessThan(40 * 1024 * 1024);
+    expect(run.rssPeak - run.rssBefore, `RSS grew from ${run.rssBefore} to ${run.rssPeak}`).toBeLessThan(56 * 1024 * 1024);
 
     const max = 64 * 1024;
     const parts = readLog(path).filter((r) => r.logger === 'task.stdout');

@@ -26,17 +26,15 @@ describe('output', () => {
   it('a child flooding 64 MiB of stdout: nothing lost, memory bounded by backpressure', async () => {
     await withSupervisor({}, async (sup) => {
       const { sink, bytes, maxBuffered } = slowSink();
-      const rss0 = process.memoryUsage().rss;
-      let peak = rss0;
       const task = sup.start({ command: process.execPath, args: [fixture('flood.mjs'), String(64 * 1024 * 1024)], env: env(), stdout: sink });
-      task.on('stdout', () => (peak = Math.max(peak, process.memoryUsage().rss)));
       const r = await task.result;
       expect(r).toMatchObject({ state: 'success', status: 0, pipesForceClosed: false });
       await new Promise<void>((resolve) => (sink.writableLength === 0 ? resolve() : sink.once('drain', () => resolve())));
       expect(bytes()).toBe(64 * 1024 * 1024);
-      // The sink never held much more than its buffer plus one pipe read.
+      // The sink never held much more than its buffer plus one pipe read: without backpressure
+      // it would have queued most of the 64 MiB (the child writes far faster than it drains).
+      // Process-wide RSS is measured by the task-log spec in a process of its own.
       expect(maxBuffered()).toBeLessThan(1024 * 1024);
-      expect(peak - rss0).toBeLessThan(48 * 1024 * 1024);
     });
   });
 
