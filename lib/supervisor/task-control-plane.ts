@@ -4,6 +4,27 @@ import { ControlPlaneError } from '../control-plane/errors.js';
 import type { FinishBody, RunContext, TerminalStateName } from '../control-plane/types.js';
 import { WardenError } from '../errors.js';
 import type { Task } from './task.js';
+
+/**
+ * The startup gate: without a control plane (or without a task instance) the StartupDetails
+ * frame goes out at once; with one, only after the start was accepted, with the run context.
+ */
+export function openStartupGate(task: Task, cp: ControlPlaneSettings | undefined): TaskControlPlane | undefined {
+  const ti = task.spec.ti;
+  if (!cp || !ti) {
+    task.channel?.sendStartup({ taskId: task.id, tiId: ti?.id ?? null, tryNumber: ti?.tryNumber ?? 1 });
+    return undefined;
+  }
+  const control = new TaskControlPlane(task, cp, ti, (runContext) => {
+    for (const c of runContext.connections ?? []) {
+      if (c.password) task.maskSecret(c.password);
+      if (c.extra) task.maskSecret(c.extra);
+    }
+    task.channel?.sendStartup({ taskId: task.id, tiId: ti.id, tryNumber: ti.tryNumber ?? 1, runContext });
+  });
+  control.start();
+  return control;
+}
 import type { TaskResult, TaskState } from './types.js';
 
 /** The task instance a task runs as, on the control plane. */

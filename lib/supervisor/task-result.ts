@@ -1,4 +1,5 @@
 import type { WardenError } from '../errors.js';
+import { exitRecord, type LogRecord } from '../logs/records.js';
 import type { Containment, TaskResult, TaskState, TeardownReport, TerminationReason } from './types.js';
 
 export interface ResultInput {
@@ -39,4 +40,16 @@ export function buildResult(i: ResultInput): TaskResult {
     teardown: i.report,
     error: i.error ? i.error.toJSON() : null,
   };
+}
+
+/** The exit diagnostic in plain words; a signal warden sent itself is no mystery (no "likely OOM"). */
+export function exitDiagnostic(
+  exitCode: number | null,
+  signal: NodeJS.Signals | null,
+  report: TeardownReport | null,
+  pipesForceClosed: boolean,
+  drainMs: number,
+): LogRecord {
+  const signalledByWarden = report !== null && report.signals.some((x) => x.outcome === 'sent' && x.signal === signal);
+  return exitRecord({ exitCode, signal, signalledByWarden, pipesForceClosed, drainMs });
 }

@@ -1,63 +1,24 @@
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'eventemitter3';
 import { WardenError } from '../errors.js';
+import { watchExit } from '../process/exit-backstop.js';
 import { shellStatus } from '../process/exit-status.js';
-import { makeCookie, spawnFailure, spawnTask, COOKIE_NAME } from '../process/spawn-task.js';
-import type { Reactor } from '../reactor/reactor.js';
-import type { CgroupTier, TaskCgroup } from '../signal/cgroup.js';
-import { runKillLadder } from '../signal/kill-ladder.js';
-import { findMembers, type MemberQuery } from '../signal/members.js';
-import { isAliveStat, readStat } from '../signal/proc.js';
-import type { Signaller } from '../signal/signaller.js';
+import { makeCookie, spawnFailure, spawnTask } from '../process/spawn-task.js';
+import type { TaskCgroup } from '../signal/cgroup.js';
+import type { MemberQuery } from '../signal/members.js';
+import { readStat } from '../signal/proc.js';
 import type { CommsChannel } from '../comms/channel.js';
-import type { HandlerRegistry } from '../comms/handlers.js';
 import type { ResolvedSpec } from './options.js';
-import { createTaskChannel, type CommsSettings, type TaskHandlerContext } from './task-comms.js';
-import { TaskControlPlane, type ControlPlaneSettings } from './task-control-plane.js';
+import { createTaskChannel, type TaskHandlerContext } from './task-comms.js';
+import { openStartupGate, type TaskControlPlane } from './task-control-plane.js';
 import { wireTaskIO, type TaskIO } from './task-io.js';
-import { buildResult } from './task-result.js';
+import { buildResult, exitDiagnostic } from './task-result.js';
 import { TaskLog } from './task-log.js';
-import { exitRecord, type LogRecord } from '../logs/records.js';
-import type { Containment, TaskResult, TaskState, TeardownReport, TerminationReason } from './types.js';
+import { TaskTeardown } from './task-teardown.js';
+import type { LogLevel, TaskDeps, TaskEvents, WardenRecord } from './task-types.js';
+import type { Containment, TaskResult, TerminationReason } from './types.js';
 
-export type LogLevel = 'debug' | 'info' | 'warning' | 'error' | 'critical';
-
-/** A record the supervisor writes about a task (DESIGN 7, `logger: 'warden'`). */
-export interface WardenRecord {
-  timestamp: string;
-  level: LogLevel;
-  logger: 'warden';
-  event: string;
-  [field: string]: unknown;
-}
-
-export interface TaskEvents {
-  spawn: (info: { pid: number; pgid: number; containment: Containment; cookie: string }) => void;
-  stdout: (chunk: Buffer) => void;
-  stderr: (chunk: Buffer) => void;
-  /** Every record of the task's log (stdout, stderr, fd 3 and warden's own), masked. */
-  log: (record: LogRecord) => void;
-  /** Warden's own records about the task (also in `log`). */
-  record: (record: WardenRecord) => void;
-  exit: (info: { exitCode: number | null; signal: NodeJS.Signals | null }) => void;
-  teardown: (report: TeardownReport) => void;
-  settled: (result: TaskResult) => void;
-  /** A value registered for masking. */
-  secret: (value: string) => void;
-}
-
-export interface TaskDeps {
-  reactor: Reactor;
-  signaller: Signaller;
-  cgroups: CgroupTier | undefined;
-  /** A task cgroup that could not be removed yet (retried later). */
-  keepCgroup(cg: TaskCgroup): void;
-  /** Called once the task has settled and released everything. */
-  onSettled(task: Task): void;
-  handlers: HandlerRegistry<any, TaskHandlerContext>; // eslint-disable-line @typescript-eslint/no-explicit-any
-  comms: CommsSettings;
-  controlPlane: ControlPlaneSettings | undefined;
-}
+export type { LogLevel, WardenRecord, TaskEvents, TaskDeps } from './task-types.js';
 
 /** Secrets kept per task for masking; more are ignored (and logged once). */
 const MAX_SECRETS = 1000;
@@ -94,12 +55,10 @@ export class Task extends EventEmitter<TaskEvents> {
   private exitCode: number | null = null;
   private exitSignal: NodeJS.Signals | null = null;
   private leaderExited = false;
-  private ladderState: 'none' | 'running' | 'done' = 'none';
-  private report: TeardownReport | null = null;
+  private readonly teardown: TaskTeardown;
   private drainTimer: number | undefined;
   private drainExpired = false;
   private timeoutTimer: number | undefined;
-  private backstopStrikes = 0;
   private error: WardenError | null = null;
   private spawnStatus: number | null = null;
   /** Values masked as `***` in the task's log records (registered by handlers and MaskSecret). */
@@ -118,6 +77,17 @@ export class Task extends EventEmitter<TaskEvents> {
     this.cookie = makeCookie(spec.id);
     this.containment = spec.isolate ? 'group+cookie' : 'pid+cookie';
     this.result = new Promise((resolve) => (this.resolveResult = resolve));
+    this.teardown = new TaskTeardown({
+      id: this.id,
+      spec,
+      cookie: this.cookie,
+      deps,
+      leader: () => ({ pid: this.pid, startTime: this.startTime, pgid: this.pgid, exited: this.leaderExited }),
+      cgroup: () => this.cgroup,
+      containment: () => this.containment,
+      graceCut: () => this.graceCut,
+      log: (level, event, fields) => this.log(level, event, fields),
+    });
     // Opening the log file can fail: a usage error thrown to start()'s caller; nothing started.
     this.tlog = new TaskLog({
       path: spec.logFile,
@@ -148,14 +118,8 @@ export class Task extends EventEmitter<TaskEvents> {
     const cg = this.cgroup;
     const spawned = spawnTask(
       {
+        ...this.spec,
         taskId: this.id,
-        command: this.spec.command,
-        args: this.spec.args,
-        cwd: this.spec.cwd,
-        env: this.spec.env,
-        secretEnv: this.spec.secretEnv,
-        isolate: this.spec.isolate,
-        stdin: this.spec.stdin,
         ...(cg && cgroups ? { wrap: <T>(fork: () => T): T => cgroups.spawnInside(cg, fork) } : {}),
       },
       this.cookie,
@@ -177,21 +141,12 @@ export class Task extends EventEmitter<TaskEvents> {
     this.pgid = st?.pgid ?? (this.spec.isolate ? child.pid : this.deps.signaller.ownPgid);
     child.once('exit', (code, signal) => this.onLeaderExit(code, signal, false));
     if (this.spec.timeoutMs > 0) this.timeoutTimer = reactor.timer(this.id, this.spec.timeoutMs, () => this.terminate('timeout'));
-    this.armBackstop();
-    const cp = this.deps.controlPlane;
-    if (cp && this.spec.ti) {
-      this.control = new TaskControlPlane(this, cp, this.spec.ti, (runContext) => {
-        for (const c of runContext.connections ?? []) {
-          if (c.password) this.maskSecret(c.password);
-          if (c.extra) this.maskSecret(c.extra);
-        }
-        this.channel?.sendStartup({ taskId: this.id, tiId: this.spec.ti!.id, tryNumber: this.spec.ti!.tryNumber ?? 1, runContext });
-      });
-      this.control.start();
-    } else {
-      // No control plane: the task may start at once.
-      this.channel.sendStartup({ taskId: this.id, tiId: this.spec.ti?.id ?? null, tryNumber: this.spec.ti?.tryNumber ?? 1 });
-    }
+    watchExit(reactor, this.id, child.pid, this.startTime, this.spec.exitCheckMs, () => this.leaderExited, () => {
+      this.error = new WardenError('ERR_EXIT_UNOBSERVED', `the task's process ${this.pid} is gone but its exit was never reported (reaped elsewhere); its exit status is unknown.`);
+      this.log('warning', this.error.message);
+      this.onLeaderExit(null, null, true);
+    });
+    this.control = openStartupGate(this, this.deps.controlPlane);
     const info = { pid: child.pid, pgid: this.pgid, containment: this.containment, cookie: this.cookie };
     // Emitted on the next microtask so that listeners attached right after start() see it.
     queueMicrotask(() => {
@@ -296,22 +251,6 @@ export class Task extends EventEmitter<TaskEvents> {
     this.settle();
   }
 
-  private armBackstop(): void {
-    this.deps.reactor.timer(this.id, this.spec.exitCheckMs, () => {
-      if (this.leaderExited || this.pid === undefined) return;
-      const st = readStat(this.pid);
-      const gone = st === undefined || st.startTime !== this.startTime;
-      this.backstopStrikes = gone ? this.backstopStrikes + 1 : 0;
-      if (this.backstopStrikes >= 2) {
-        this.error = new WardenError('ERR_EXIT_UNOBSERVED', `the task's process ${this.pid} is gone but its exit was never reported (reaped elsewhere); its exit status is unknown.`);
-        this.log('warning', this.error.message);
-        this.onLeaderExit(null, null, true);
-        return;
-      }
-      this.armBackstop();
-    });
-  }
-
   private onLeaderExit(code: number | null, signal: NodeJS.Signals | null, unobserved: boolean): void {
     if (this.leaderExited) return;
     this.leaderExited = true;
@@ -321,7 +260,7 @@ export class Task extends EventEmitter<TaskEvents> {
     this.deps.reactor.cancelTimer(this.id, this.timeoutTimer);
     this.setReason('exited');
     if (!unobserved) this.emit('exit', { exitCode: code, signal });
-    if (this.ladderState === 'none' && this.spec.killLeftovers && this.hasMembers()) {
+    if (this.teardown.state === 'none' && this.spec.killLeftovers && this.teardown.hasMembers()) {
       this.log('warning', 'the leader exited and left processes behind: tearing them down');
       this.runLadder();
       return;
@@ -329,77 +268,22 @@ export class Task extends EventEmitter<TaskEvents> {
     this.afterLeaderOrLadder();
   }
 
-  /** Members found by the last look (leftover check or teardown); undefined: never looked. */
-  private lastMemberCount: number | undefined;
-
-  private hasMembers(): boolean {
-    if (this.cgroup) return this.cgroup.populated();
-    this.lastMemberCount = findMembers(this.memberQuery()).length;
-    return this.lastMemberCount > 0;
-  }
-
-  /**
-   * Members alive at settle. The cgroup answers cheaply; otherwise the last look is reused when
-   * it found nothing (nothing left could have forked since), and the table is scanned only when
-   * something was left.
-   */
-  private countSurvivors(): number {
-    if (this.pid === undefined) return 0;
-    if (this.cgroup) return this.cgroup.procs().filter((p) => isAliveStat(readStat(p))).length;
-    const known = this.report ? this.report.survivors : this.lastMemberCount;
-    if (known === 0) return 0;
-    return findMembers(this.memberQuery()).length;
-  }
-
+  /** The task's members as a query for the signal layer (also used by the demo and specs). */
   memberQuery(): MemberQuery {
-    return {
-      rootPid: this.pid ?? -1,
-      rootStartTime: this.startTime,
-      pgid: this.pgid,
-      isolated: this.spec.isolate,
-      cookie: Buffer.from(`${COOKIE_NAME}=${this.cookie}`),
-      ...(this.cgroup ? { cgroup: this.cgroup, skipCookieScan: true } : {}),
-    };
+    return this.teardown.query();
   }
 
   private runLadder(): void {
-    if (this.ladderState !== 'none' || this.pid === undefined || this.phase === 'settled') return;
+    if (this.teardown.state !== 'none' || this.pid === undefined || this.phase === 'settled') return;
     this.phase = 'stopping';
-    this.ladderState = 'running';
-    const reactor = this.deps.reactor;
-    const cgroups = this.deps.cgroups;
-    void runKillLadder({
-      signaller: this.deps.signaller,
-      // The teardown scans the whole table even with a cgroup: belt and braces.
-      query: { ...this.memberQuery(), skipCookieScan: false },
-      containment: this.containment,
-      reason: this.reason ?? 'cancelled',
-      killSignal: this.spec.killSignal,
-      graceMs: this.spec.graceMs,
-      maxKillRounds: this.spec.maxKillRounds,
-      leaderUnreaped: () => !this.leaderExited,
-      graceCut: () => this.graceCut,
-      killableCgroup: () => (this.cgroup && cgroups && !cgroups.containsSelf(this.cgroup) ? this.cgroup : undefined),
-      sleep: (ms) => new Promise<void>((resolve) => reactor.timer(this.id, ms, resolve)),
-      log: (level, event, fields) => this.log(level, event, fields),
-    }).then(
-      (report) => {
-        this.ladderState = 'done';
-        this.report = report;
-        this.lastMemberCount = report.survivors;
-        this.emit('teardown', report);
-        this.afterLeaderOrLadder();
-      },
-      (err: unknown) => {
-        this.ladderState = 'done';
-        this.log('error', `teardown failed: ${(err as Error)?.message ?? String(err)}`);
-        this.afterLeaderOrLadder();
-      },
-    );
+    this.teardown.run(this.reason ?? 'cancelled', (report) => {
+      if (report) this.emit('teardown', report);
+      this.afterLeaderOrLadder();
+    });
   }
 
   private afterLeaderOrLadder(): void {
-    if (this.ladderState === 'running' || !this.leaderExited) return;
+    if (this.teardown.state === 'running' || !this.leaderExited) return;
     if (this.io && this.io.openPipes() > 0 && this.drainTimer === undefined && !this.drainExpired) {
       this.drainTimer = this.deps.reactor.timer(this.id, this.spec.drainMs, () => {
         this.drainExpired = true;
@@ -411,7 +295,7 @@ export class Task extends EventEmitter<TaskEvents> {
 
   private maybeSettle(): void {
     if (this.phase === 'settled' || !this.leaderExited) return;
-    if (this.ladderState === 'running') return;
+    if (this.teardown.state === 'running') return;
     if (this.io && this.io.openPipes() > 0 && !this.drainExpired) return;
     this.settle();
   }
@@ -423,7 +307,7 @@ export class Task extends EventEmitter<TaskEvents> {
     const pipesForceClosed = forced.some((n) => n !== 'stdin');
     if (pipesForceClosed) this.log('warning', `pipes force-closed ${this.spec.drainMs} ms after the leader exited (held open by a process outside warden's reach)`, { pipes: forced });
     this.child?.removeListener('error', this.onChildError);
-    const survivors = this.countSurvivors();
+    const survivors = this.teardown.countSurvivors();
     if (this.cgroup && (survivors > 0 || !this.cgroup.remove())) this.deps.keepCgroup(this.cgroup);
     const result = buildResult({
       taskId: this.id,
@@ -436,14 +320,12 @@ export class Task extends EventEmitter<TaskEvents> {
       durationMs: performance.now() - this.t0,
       survivors,
       pipesForceClosed,
-      report: this.report,
+      report: this.teardown.report,
       error: this.error,
     });
     this.abort.abort(new WardenError('ERR_CHANNEL_CLOSED', `task ${this.id} ended (${result.reason})`));
     if (this.pid !== undefined) {
-      const signalledByWarden = this.report !== null && this.report.signals.some((x) => x.outcome === 'sent' && x.signal === this.exitSignal);
-      const diag = exitRecord({ exitCode: this.exitCode, signal: this.exitSignal, signalledByWarden, pipesForceClosed, drainMs: this.spec.drainMs });
-      const record = { ...diag, task: this.id } as WardenRecord;
+      const record = { ...exitDiagnostic(this.exitCode, this.exitSignal, this.teardown.report, pipesForceClosed, this.spec.drainMs), task: this.id } as WardenRecord;
       this.emit('record', record);
       this.tlog.record(record);
     }
