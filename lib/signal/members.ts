@@ -2,7 +2,7 @@
  * Finding the members of a task: everything it started that is still alive, including the
  * processes that left its group (setsid children, double-forked daemons).
  */
-import { environHas, isAliveStat, readStat, scanStats, type ProcStat } from './proc.js';
+import { environHas, isAliveStat, pidsSince, readStat, scanStats, type ProcStat } from './proc.js';
 import type { TaskCgroup } from './cgroup.js';
 
 export interface Member {
@@ -28,6 +28,12 @@ export interface MemberQuery {
   cgroup?: TaskCgroup;
   /** Skip the environment scan (the cgroup tier is authoritative and fast). */
   skipCookieScan?: boolean;
+  /**
+   * Forks since boot read just before the leader was forked. With it, only pids allocated since
+   * the leader are read (a member is always younger than the leader): a scan costs a listing of
+   * /proc plus a few reads instead of a read per process.
+   */
+  forksAtSpawn?: number;
 }
 
 const selfPid = process.pid;
@@ -53,7 +59,7 @@ export function findMembers(q: MemberQuery): Member[] {
     return [...found.values()];
   }
 
-  const table = scanStats();
+  const table = scanStats(pidsSince(q.rootPid, q.forksAtSpawn));
   const children = new Map<number, number[]>();
   for (const st of table.values()) {
     let list = children.get(st.ppid);

@@ -88,12 +88,46 @@ export function environHas(pid: number, needle: Buffer): boolean {
   }
 }
 
-/** Snapshot of the process table: every readable stat, by pid. */
-export function scanStats(): Map<number, ProcStat> {
+/** Snapshot of the process table: every readable stat, by pid (only those `keep` accepts). */
+export function scanStats(keep?: (pid: number) => boolean): Map<number, ProcStat> {
   const table = new Map<number, ProcStat>();
   for (const pid of listPids()) {
+    if (keep && !keep(pid)) continue;
     const st = readStat(pid);
     if (st) table.set(pid, st);
   }
   return table;
+}
+
+function readNumber(path: string, pattern?: RegExp): number | undefined {
+  try {
+    const text = readFileSync(path, 'latin1');
+    const m = pattern ? pattern.exec(text) : null;
+    const n = Number(pattern ? m?.[1] : text.trim());
+    return Number.isSafeInteger(n) ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const pidMax = readNumber('/proc/sys/kernel/pid_max') ?? 32768;
+
+/** Forks since boot (threads included): how far the pid allocator may have moved. */
+export function readForkCount(): number | undefined {
+  return readNumber('/proc/stat', /^processes (\d+)$/m);
+}
+
+/**
+ * Pids allocated since a process was forked, as a filter. Linux hands out pids in cyclic order,
+ * so every process forked after `firstPid` has a pid in the cyclic range (firstPid, last pid],
+ * as long as fewer forks than the pid space happened since (`forksAtFirst`, read just before the
+ * fork). Returns undefined when that cannot be shown: then every pid is a candidate.
+ */
+export function pidsSince(firstPid: number, forksAtFirst: number | undefined): ((pid: number) => boolean) | undefined {
+  if (forksAtFirst === undefined) return undefined;
+  const forks = readForkCount();
+  const last = readNumber('/proc/sys/kernel/ns_last_pid');
+  if (forks === undefined || last === undefined || forks - forksAtFirst >= pidMax - 1024) return undefined;
+  const span = (last - firstPid + pidMax) % pidMax;
+  return (pid) => (pid - firstPid + pidMax) % pidMax <= span;
 }

@@ -13,7 +13,7 @@ export interface TeardownHost {
   spec: ResolvedSpec;
   cookie: string;
   deps: TaskDeps;
-  leader(): { pid: number | undefined; startTime: number; pgid: number; exited: boolean };
+  leader(): { pid: number | undefined; startTime: number; pgid: number; exited: boolean; forksAtSpawn: number | undefined };
   cgroup(): TaskCgroup | undefined;
   containment(): Containment;
   graceCut(): boolean;
@@ -37,12 +37,13 @@ export class TaskTeardown {
   constructor(private readonly host: TeardownHost) {}
 
   query(): MemberQuery {
-    const { pid, startTime, pgid } = this.host.leader();
+    const { pid, startTime, pgid, forksAtSpawn } = this.host.leader();
     const cgroup = this.host.cgroup();
     return {
       rootPid: pid ?? -1,
       rootStartTime: startTime,
       pgid,
+      ...(pid !== undefined && forksAtSpawn !== undefined ? { forksAtSpawn } : {}),
       isolated: this.host.spec.isolate,
       cookie: Buffer.from(`${COOKIE_NAME}=${this.host.cookie}`),
       ...(cgroup ? { cgroup, skipCookieScan: true } : {}),

@@ -6,7 +6,7 @@ import { shellStatus } from '../process/exit-status.js';
 import { makeCookie, spawnFailure, spawnTask } from '../process/spawn-task.js';
 import type { TaskCgroup } from '../signal/cgroup.js';
 import type { MemberQuery } from '../signal/members.js';
-import { readStat } from '../signal/proc.js';
+import { readForkCount, readStat } from '../signal/proc.js';
 import type { CommsChannel } from '../comms/channel.js';
 import type { ResolvedSpec } from './options.js';
 import { createTaskChannel, type TaskHandlerContext } from './task-comms.js';
@@ -51,6 +51,7 @@ export class Task extends EventEmitter<TaskEvents> {
   private child: ChildProcess | undefined;
   private cgroup: TaskCgroup | undefined;
   private startTime = 0;
+  private forksAtSpawn: number | undefined;
   private io: TaskIO | undefined;
   private exitCode: number | null = null;
   private exitSignal: NodeJS.Signals | null = null;
@@ -82,7 +83,7 @@ export class Task extends EventEmitter<TaskEvents> {
       spec,
       cookie: this.cookie,
       deps,
-      leader: () => ({ pid: this.pid, startTime: this.startTime, pgid: this.pgid, exited: this.leaderExited }),
+      leader: () => ({ pid: this.pid, startTime: this.startTime, pgid: this.pgid, exited: this.leaderExited, forksAtSpawn: this.forksAtSpawn }),
       cgroup: () => this.cgroup,
       containment: () => this.containment,
       graceCut: () => this.graceCut,
@@ -116,6 +117,8 @@ export class Task extends EventEmitter<TaskEvents> {
     this.cgroup = cgroups?.usable ? cgroups.create(this.id) : undefined;
     if (this.cgroup) this.containment = 'cgroup';
     const cg = this.cgroup;
+    // Read before the fork: every member's pid is allocated after this point (see pidsSince).
+    this.forksAtSpawn = readForkCount();
     const spawned = spawnTask(
       {
         ...this.spec,
