@@ -87,6 +87,37 @@ describe('output', () => {
   });
 });
 
+describe('after the result', () => {
+  it('no event of a task is emitted once its result has settled, and the task holds nothing', async () => {
+    await withSupervisor({}, async (sup) => {
+      // A tree that keeps writing on every channel until it is killed.
+      const task = sup.start({
+        command: 'bash',
+        args: ['-c', 'echo ready; while :; do echo out; echo err >&2; echo "{\\"event\\":\\"x\\"}" >&3; printf x >&4; done'],
+        env: env(),
+        graceMs: 50,
+      });
+      await waitFor(task);
+      let settled = false;
+      const late: string[] = [];
+      for (const name of ['stdout', 'stderr', 'log', 'record', 'exit', 'teardown', 'spawn', 'secret'] as const) {
+        task.on(name, () => {
+          if (settled) late.push(name);
+        });
+      }
+      task.cancel();
+      const r = await task.result;
+      settled = true;
+      // Give any queued I/O callbacks a chance to (wrongly) run.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(late).toEqual([]);
+      expect(r.survivors).toBe(0);
+      expect(sup.reactor.openHandles(task.id)).toBe(0);
+      expect(task.signal.aborted).toBe(true);
+    });
+  });
+});
+
 describe('exit detection', () => {
   it('settles even if the exit event never comes (the leader reaped elsewhere): the backstop notices', async () => {
     await withSupervisor({}, async (sup) => {
