@@ -2,41 +2,26 @@
  * `warden run --control-plane URL --ti ID` and `warden control-plane` as scripts use them: real
  * `warden` processes against a real reference control plane on 127.0.0.1:0 in this process.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startReferenceControlPlane, type ReferenceControlPlane } from '../../lib/control-plane/reference-server.js';
+import { runWarden, type CliRun } from '../helpers/cli.js';
 import { guardLeaks } from '../helpers/leaks.js';
-import { cliPath, fixture } from '../helpers/paths.js';
+import { fixture } from '../helpers/paths.js';
 
 const { env } = guardLeaks();
 const dir = mkdtempSync(join(tmpdir(), 'warden-cli-cp-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const TOKEN = 'cli-cp-secret-token';
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  out: string;
-  err: string;
-}
-
 /** Runs `warden` with env() (minus any WARDEN_TOKEN) plus `extra`. */
-function warden(args: string[], extra: NodeJS.ProcessEnv = {}, onOut?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
+function warden(args: string[], extra: NodeJS.ProcessEnv = {}, onOut?: (text: string, child: ChildProcess) => void): Promise<CliRun> {
   const base = env();
   delete base.WARDEN_TOKEN;
-  const child = spawn(process.execPath, [cliPath, ...args], { env: { ...base, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (b) => {
-    out += b;
-    onOut?.(out, child);
-  });
-  child.stderr!.on('data', (b) => (err += b));
-  return once(child, 'close').then(([code, signal]) => ({ code, signal, out, err }));
+  return runWarden(args, { env: { ...base, ...extra }, ...(onOut ? { onOut } : {}) });
 }
 
 async function withServer(body: (cp: ReferenceControlPlane) => Promise<void>): Promise<void> {
@@ -125,7 +110,7 @@ describe('warden run --control-plane', () => {
 describe('warden control-plane', () => {
   it('--port 0 prints its URL, serves, and stops on SIGTERM on its own', async () => {
     let info: { url: string; token: string; pid: number } | undefined;
-    let server: ReturnType<typeof spawn> | undefined;
+    let server: ChildProcess | undefined;
     let gotLine!: () => void;
     const line = new Promise<void>((resolve) => (gotLine = resolve));
     const run = warden(['control-plane', '--port', '0'], {}, (out, child) => {

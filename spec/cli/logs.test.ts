@@ -2,14 +2,13 @@
  * The task log from the command line, as real `warden` processes: `warden run --log-file` writes
  * it, `warden logs` reads it for a person, `--follow` tails it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runWarden, type CliRun } from '../helpers/cli.js';
 import { guardLeaks } from '../helpers/leaks.js';
-import { cliPath } from '../helpers/paths.js';
 
 const { env } = guardLeaks();
 const dir = mkdtempSync(join(tmpdir(), 'warden-cli-logs-'));
@@ -17,24 +16,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let seq = 0;
 const newLog = (): string => join(dir, `task-${++seq}.jsonl`);
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  out: string;
-  err: string;
-}
-
 /** Runs `warden ...args`; `onOut` sees the stdout so far after each chunk. Resolves on `close`. */
-function warden(args: string[], onOut?: (out: string, child: ChildProcess) => void): Promise<Run> {
-  const child = spawn(process.execPath, [cliPath, ...args], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (b) => {
-    out += b;
-    onOut?.(out, child);
-  });
-  child.stderr!.on('data', (b) => (err += b));
-  return once(child, 'close').then(([code, signal]) => ({ code, signal, out, err }));
+function warden(args: string[], onOut?: (out: string, child: ChildProcess) => void): Promise<CliRun> {
+  return runWarden(args, { env: env(), ...(onOut ? { onOut } : {}) });
 }
 
 /** A task that writes to stdout, stderr and fd 3. */

@@ -1,40 +1,22 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { guardLeaks } from '../helpers/leaks.js';
-import { cliPath, fixture } from '../helpers/paths.js';
+import { runWarden, type CliRun } from '../helpers/cli.js';
+import { fixture } from '../helpers/paths.js';
 
 const { env } = guardLeaks();
 const dir = mkdtempSync(join(tmpdir(), 'warden-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  out: string;
-  err: string;
-}
-
 function warden(
   args: string[],
-  onOut?: (text: string, child: ReturnType<typeof spawn>) => void,
-  onErr?: (text: string, child: ReturnType<typeof spawn>) => void,
-): Promise<Run> {
-  const child = spawn(process.execPath, [cliPath, ...args], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (b) => {
-    out += b;
-    onOut?.(out, child);
-  });
-  child.stderr!.on('data', (b) => {
-    err += b;
-    onErr?.(err, child);
-  });
-  return once(child, 'close').then(([code, signal]) => ({ code, signal, out, err }));
+  onOut?: (text: string, child: ChildProcess) => void,
+  onErr?: (text: string, child: ChildProcess) => void,
+): Promise<CliRun> {
+  return runWarden(args, { env: env(), ...(onOut ? { onOut } : {}), ...(onErr ? { onErr } : {}) });
 }
 
 describe('warden run', () => {
