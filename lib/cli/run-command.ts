@@ -107,11 +107,15 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
   for (const s of signals) process.on(s, onSignal);
   let stdinPump: ((chunk: Buffer) => void) | undefined;
   const stdinEnd = (): void => task.end();
+  const stdinResume = (): void => {
+    process.stdin.resume();
+  };
   if (spec.stdin) {
+    // Backpressure: stop reading our stdin while the task's is full.
     stdinPump = (chunk) => {
       if (!task.write(chunk)) {
         process.stdin.pause();
-        setImmediate(() => process.stdin.resume());
+        task.once('drain', stdinResume);
       }
     };
     process.stdin.on('data', stdinPump);
@@ -129,6 +133,7 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
     if (stdinPump) {
       process.stdin.removeListener('data', stdinPump);
       process.stdin.removeListener('end', stdinEnd);
+      task.removeListener('drain', stdinResume);
       process.stdin.pause();
       process.stdin.unref?.();
     }

@@ -111,7 +111,7 @@ export function wireTaskIO(task: Task, reactor: Reactor, child: ChildProcess, sp
 
   const stdin = streams[0];
   if (stdin && spec.stdin) {
-    regs.set('stdin', reactor.addStream(task.id, 'stdin', stdin as never, { error: () => {} }));
+    regs.set('stdin', reactor.addStream(task.id, 'stdin', stdin as never, { error: () => {}, drain: () => task.emit('drain') }));
   }
 
   return {

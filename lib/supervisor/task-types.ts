@@ -30,6 +30,8 @@ export interface TaskEvents {
   exit: (info: { exitCode: number | null; signal: NodeJS.Signals | null }) => void;
   teardown: (report: TeardownReport) => void;
   settled: (result: TaskResult) => void;
+  /** The task's stdin (spec.stdin) took what `write()` could not: write more. */
+  drain: () => void;
   /** A value registered for masking. */
   secret: (value: string) => void;
 }

@@ -1,11 +1,12 @@
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { guardLeaks } from '../helpers/leaks.js';
 import { runWarden, type CliRun } from '../helpers/cli.js';
-import { fixture } from '../helpers/paths.js';
+import { cliPath, fixture } from '../helpers/paths.js';
 
 const { env } = guardLeaks();
 const dir = mkdtempSync(join(tmpdir(), 'warden-cli-'));
@@ -85,6 +86,18 @@ describe('warden run', () => {
     const wait = result.teardown.steps.find((s: { step: string }) => s.step === 'grace-wait');
     expect(wait.durationMs).toBeLessThan(10_000);
     expect(wait.detail).toMatch(/cut short/);
+  });
+
+  it('--stdin gives the task warden\'s stdin, with backpressure, byte for byte', async () => {
+    const input = Buffer.alloc(4 * 1024 * 1024);
+    for (let i = 0; i < input.length; i++) input[i] = (i * 7) & 0xff;
+    const child = spawn(process.execPath, [cliPath, 'run', '--stdin', '--', 'cat'], { env: env(), stdio: ['pipe', 'pipe', 'pipe'] });
+    const chunks: Buffer[] = [];
+    child.stdout!.on('data', (b: Buffer) => chunks.push(b));
+    child.stdin!.end(input);
+    const [code] = await once(child, 'close');
+    expect(code).toBe(0);
+    expect(Buffer.concat(chunks).equals(input)).toBe(true);
   });
 
   it('a missing command exits 127 with a clear message', async () => {
