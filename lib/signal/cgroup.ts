@@ -10,6 +10,8 @@ import { isLinux } from './proc.js';
 
 export class TaskCgroup {
   removed = false;
+  /** cgroup.kill was written: never reused for another task. */
+  killed = false;
   constructor(readonly path: string) {}
 
   /** Pids in the cgroup (zombies excluded by the kernel once they have exited). */
@@ -48,6 +50,7 @@ export class TaskCgroup {
    * cgroup. Returns false when cgroup.kill is missing or fails.
    */
   writeKill(): boolean {
+    this.killed = true;
     try {
       writeFileSync(`${this.path}/cgroup.kill`, '1');
       return true;
@@ -73,9 +76,13 @@ export class TaskCgroup {
   }
 }
 
+/** Empty task cgroups kept for reuse (a mkdir and an rmdir saved per task). */
+const MAX_SPARE_CGROUPS = 16;
+
 export class CgroupTier {
   private seq = 0;
   private broken = false;
+  private readonly spare: TaskCgroup[] = [];
 
   private constructor(
     /** Absolute path of the supervisor's own cgroup (where it returns after each spawn). */
@@ -116,16 +123,41 @@ export class CgroupTier {
     return !this.broken;
   }
 
-  create(taskId: string): TaskCgroup | undefined {
+  /**
+   * A cgroup for a new task: an empty one left by an earlier task of this supervisor, or a new
+   * folder `<supervisor pid>.<n>` (the pid lets a later supervisor sweep what a dead one left).
+   */
+  create(): TaskCgroup | undefined {
     if (this.broken) return undefined;
-    const safe = taskId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
-    const path = `${this.basePath}/${process.pid}.${++this.seq}.${safe}`;
+    for (let cg = this.spare.pop(); cg; cg = this.spare.pop()) {
+      if (!cg.populated() && !cg.removed) return cg;
+      cg.remove();
+    }
+    const path = `${this.basePath}/${process.pid}.${++this.seq}`;
     try {
       mkdirSync(path);
       return new TaskCgroup(path);
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * Takes back a settled task's cgroup: kept for the next task when it is empty and was never
+   * killed (cgroup.kill), else removed. Returns false when it could not be removed (still has
+   * members): the caller retries later.
+   */
+  recycle(cg: TaskCgroup): boolean {
+    if (!cg.killed && !this.broken && this.spare.length < MAX_SPARE_CGROUPS && !cg.populated()) {
+      this.spare.push(cg);
+      return true;
+    }
+    return cg.remove();
+  }
+
+  /** Removes the spare cgroups (supervisor close). */
+  drain(): void {
+    for (const cg of this.spare.splice(0)) cg.remove();
   }
 
   /**

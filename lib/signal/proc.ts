@@ -117,6 +117,20 @@ export function readForkCount(): number | undefined {
   return readNumber('/proc/stat', /^processes (\d+)$/m);
 }
 
+let forkCache: { count: number; at: number } | undefined;
+
+/**
+ * A lower bound of the fork count, read at most every 100 ms. Good enough before a fork: an older
+ * (smaller) count only makes `pidsSince` more cautious, never wrong.
+ */
+export function readForkCountAtMost100msOld(): number | undefined {
+  const now = performance.now();
+  if (forkCache && now - forkCache.at < 100) return forkCache.count;
+  const count = readForkCount();
+  forkCache = count === undefined ? undefined : { count, at: now };
+  return count;
+}
+
 /**
  * Pids allocated since a process was forked, as a filter. Linux hands out pids in cyclic order,
  * so every process forked after `firstPid` has a pid in the cyclic range (firstPid, last pid],

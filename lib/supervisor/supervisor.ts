@@ -177,6 +177,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         for (const task of pending) task.terminate('supervisor-stop');
         await Promise.all(pending.map((t) => t.result));
         for (const cg of this.leftoverCgroups) if (cg.remove()) this.leftoverCgroups.delete(cg);
+        this.cgroups?.drain();
         this.reactor.wheel.clear();
       })();
     }

@@ -6,7 +6,7 @@ import { shellStatus } from '../process/exit-status.js';
 import { makeCookie, spawnFailure, spawnTask } from '../process/spawn-task.js';
 import type { TaskCgroup } from '../signal/cgroup.js';
 import type { MemberQuery } from '../signal/members.js';
-import { readForkCount, readStat } from '../signal/proc.js';
+import { readForkCountAtMost100msOld, readStat } from '../signal/proc.js';
 import type { CommsChannel } from '../comms/channel.js';
 import type { ResolvedSpec } from './options.js';
 import { createTaskChannel, type TaskHandlerContext } from './task-comms.js';
@@ -114,11 +114,11 @@ export class Task extends EventEmitter<TaskEvents> {
   /** Internal: starts the child. Called once by the supervisor. */
   start(): void {
     const { reactor, cgroups } = this.deps;
-    this.cgroup = cgroups?.usable ? cgroups.create(this.id) : undefined;
+    this.cgroup = cgroups?.usable ? cgroups.create() : undefined;
     if (this.cgroup) this.containment = 'cgroup';
     const cg = this.cgroup;
     // Read before the fork: every member's pid is allocated after this point (see pidsSince).
-    this.forksAtSpawn = readForkCount();
+    this.forksAtSpawn = readForkCountAtMost100msOld();
     const spawned = spawnTask(
       {
         ...this.spec,
@@ -311,7 +311,7 @@ export class Task extends EventEmitter<TaskEvents> {
     if (pipesForceClosed) this.log('warning', `pipes force-closed ${this.spec.drainMs} ms after the leader exited (held open by a process outside warden's reach)`, { pipes: forced });
     this.child?.removeListener('error', this.onChildError);
     const survivors = this.teardown.countSurvivors();
-    if (this.cgroup && (survivors > 0 || !this.cgroup.remove())) this.deps.keepCgroup(this.cgroup);
+    if (this.cgroup && (survivors > 0 || !(this.deps.cgroups?.recycle(this.cgroup) ?? this.cgroup.remove()))) this.deps.keepCgroup(this.cgroup);
     const result = buildResult({
       taskId: this.id,
       reason: this.reason ?? 'exited',
