@@ -53,3 +53,17 @@ export function errnoCode(err: unknown): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * Builds an error without capturing a stack trace: for errors made on every task as a matter of
+ * course (an abort reason at settle), where the stack says nothing and capturing it is the cost.
+ */
+export function withoutStack<T>(make: () => T): T {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return make();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'eventemitter3';
-import { WardenError } from '../errors.js';
+import { WardenError, withoutStack } from '../errors.js';
 import { watchExit } from '../process/exit-backstop.js';
 import { shellStatus } from '../process/exit-status.js';
 import { makeCookie, spawnFailure, spawnTask } from '../process/spawn-task.js';
@@ -326,7 +326,7 @@ export class Task extends EventEmitter<TaskEvents> {
       report: this.teardown.report,
       error: this.error,
     });
-    this.abort.abort(new WardenError('ERR_CHANNEL_CLOSED', `task ${this.id} ended (${result.reason})`));
+    this.abort.abort(withoutStack(() => new WardenError('ERR_CHANNEL_CLOSED', `task ${this.id} ended (${result.reason})`)));
     if (this.pid !== undefined) {
       const record = { ...exitDiagnostic(this.exitCode, this.exitSignal, this.teardown.report, pipesForceClosed, this.spec.drainMs), task: this.id } as WardenRecord;
       this.emit('record', record);
