@@ -2,7 +2,7 @@
  * Finding the members of a task: everything it started that is still alive, including the
  * processes that left its group (setsid children, double-forked daemons).
  */
-import { environHas, isAliveStat, pidsSince, readStat, scanStats, type ProcStat } from './proc.js';
+import { environHas, isAliveStat, readStat, scanStats, statsSince, type ProcStat } from './proc.js';
 import type { TaskCgroup } from './cgroup.js';
 
 export interface Member {
@@ -59,7 +59,7 @@ export function findMembers(q: MemberQuery): Member[] {
     return [...found.values()];
   }
 
-  const table = scanStats(pidsSince(q.rootPid, q.forksAtSpawn));
+  const table = q.forksAtSpawn === undefined ? scanStats() : statsSince(q.rootPid, q.forksAtSpawn);
   const children = new Map<number, number[]>();
   for (const st of table.values()) {
     let list = children.get(st.ppid);

@@ -3,7 +3,7 @@
  * All reads are synchronous on purpose: a full scan of a few hundred processes takes a few
  * milliseconds synchronously and five times longer through the promise API (platform.md).
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 
 export const platformName: string = process.platform;
 export const isLinux = platformName === 'linux';
@@ -138,10 +138,44 @@ export function readForkCountAtMost100msOld(): number | undefined {
  * fork). Returns undefined when that cannot be shown: then every pid is a candidate.
  */
 export function pidsSince(firstPid: number, forksAtFirst: number | undefined): ((pid: number) => boolean) | undefined {
+  const span = spanSince(firstPid, forksAtFirst);
+  if (span === undefined) return undefined;
+  return (pid) => (pid - firstPid + pidMax) % pidMax <= span;
+}
+
+/** How far (cyclically) the pid allocator moved past `firstPid`; undefined when unknown. */
+function spanSince(firstPid: number, forksAtFirst: number | undefined): number | undefined {
   if (forksAtFirst === undefined) return undefined;
   const forks = readForkCount();
   const last = readNumber('/proc/sys/kernel/ns_last_pid');
   if (forks === undefined || last === undefined || forks - forksAtFirst >= pidMax - 1024) return undefined;
-  const span = (last - firstPid + pidMax) % pidMax;
-  return (pid) => (pid - firstPid + pidMax) % pidMax <= span;
+  return (last - firstPid + pidMax) % pidMax;
+}
+
+/** Ranges this short are read pid by pid instead of listing /proc. */
+const DIRECT_SPAN = 64;
+
+/**
+ * The stats of the processes (not threads) whose pids were allocated since `firstPid` (see
+ * `pidsSince`). A short range is read pid by pid, skipping the listing of /proc (a thread's
+ * /proc entry answers too, so each hit is checked to be a thread group leader); a long one lists
+ * /proc and reads only the pids in range; an unknown one reads every process.
+ */
+export function statsSince(firstPid: number, forksAtFirst: number | undefined): Map<number, ProcStat> {
+  const span = spanSince(firstPid, forksAtFirst);
+  if (span === undefined) return scanStats();
+  if (span > DIRECT_SPAN) return scanStats((pid) => (pid - firstPid + pidMax) % pidMax <= span);
+  const table = new Map<number, ProcStat>();
+  for (let i = 0; i <= span; i++) {
+    const pid = ((firstPid + i - 1) % pidMax) + 1;
+    if (!existsSync(`/proc/${pid}/stat`)) continue;
+    const st = readStat(pid);
+    if (st && isProcess(pid)) table.set(pid, st);
+  }
+  return table;
+}
+
+/** True when `pid` names a process (thread group leader), not one of its other threads. */
+function isProcess(pid: number): boolean {
+  return readNumber(`/proc/${pid}/status`, /^Tgid:\s+(\d+)$/m) === pid;
 }

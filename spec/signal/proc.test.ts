@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { parseStat, pidsSince, readForkCount, readStat } from '../../lib/signal/proc.js';
+import { readFileSync } from 'node:fs';
+import { parseStat, pidsSince, readForkCount, readStat, statsSince } from '../../lib/signal/proc.js';
 import { guardLeaks } from '../helpers/leaks.js';
 
 const { env } = guardLeaks();
@@ -37,5 +38,23 @@ describe('pidsSince: members are younger than the leader', () => {
 
   it('gives up (undefined: scan everything) without a fork count', () => {
     expect(pidsSince(process.pid, undefined)).toBeUndefined();
+  });
+});
+
+describe('statsSince', () => {
+  it('finds a process forked after the first one, not its threads, and nothing older', async () => {
+    const forks = readForkCount();
+    const first = spawn('sleep', ['300'], { stdio: 'ignore', env: env() });
+    // A multi-threaded process (node) forked after it: its threads must not show up as processes.
+    const threaded = spawn(process.execPath, ['-e', 'process.stdout.write("ready"); setInterval(() => {}, 1000)'], { stdio: ['ignore', 'pipe', 'ignore'], env: env() });
+    await once(threaded.stdout!, 'data');
+    const table = statsSince(first.pid!, forks);
+    expect(table.has(first.pid!)).toBe(true);
+    expect(table.has(threaded.pid!)).toBe(true);
+    expect(table.has(process.pid)).toBe(false);
+    for (const pid of table.keys()) expect(readFileSync(`/proc/${pid}/status`, 'latin1')).toMatch(new RegExp(`^Tgid:\\s+${pid}$`, 'm'));
+    first.kill('SIGKILL');
+    threaded.kill('SIGKILL');
+    await Promise.all([once(first, 'exit'), once(threaded, 'exit')]);
   });
 });
