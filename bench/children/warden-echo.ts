@@ -25,8 +25,12 @@ for (let i = 0; i < 1000; i++) if ((await warden.request('Echo', { v })) !== v) 
 const warmMs = performance.now() - t0;
 
 const t1 = performance.now();
+const cpu1 = process.cpuUsage();
 for (let i = 0; i < sequential; i++) if ((await warden.request('Echo', { v })) !== v) wrong++;
 const seqMs = performance.now() - t1;
+// This process's CPU over the sequential phase (user + system, microseconds): its share of a round trip.
+const seqCpu = process.cpuUsage(cpu1);
+const seqCpuUs = seqCpu.user + seqCpu.system;
 
 const t2 = performance.now();
 const pending: Array<Promise<unknown>> = new Array(burst);
@@ -35,4 +39,4 @@ const answers = await Promise.allSettled(pending);
 const burstMs = performance.now() - t2;
 for (const a of answers) if (a.status !== 'fulfilled' || a.value !== v) wrong++;
 
-process.stdout.write(`${JSON.stringify({ sequential, burst, seqMs, burstMs, warmMs, wrong })}\n`);
+process.stdout.write(`${JSON.stringify({ sequential, burst, seqMs, seqCpuUs, burstMs, warmMs, wrong })}\n`);

@@ -1,6 +1,7 @@
 /**
  * The child's end of the comms channel: request/response over the fd named by `WARDEN_COMMS_FD`.
  */
+import { writeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { WardenError } from '../errors.js';
 import { decodeBody, FrameDecoder, type FrameMalformed, type FrameTooLarge, type FrameVisitor } from '../comms/frame-codec.js';
@@ -28,6 +29,11 @@ export interface ConnectionOptions {
   requestTimeoutMs: number;
   /** 0 = wait for the startup frame as long as it takes. */
   startupTimeoutMs: number;
+  /**
+   * The socket's fd, for writing with one `write(2)` while the socket has nothing queued (see
+   * `#write`). Absent: every write goes through the socket.
+   */
+  fd?: number;
 }
 
 /**
@@ -36,7 +42,9 @@ export interface ConnectionOptions {
  *   library alone never keeps the process alive once user code is done.
  * - Each request promise settles once: with its response, on its timeout, or when the channel ends
  *   (`ERR_CHANNEL_CLOSED`). After the end, no frame is written and new requests reject at once.
- * - Frames of one tick leave in one socket write.
+ * - A request sent while none is pending leaves at once (one at a time is the common case, and
+ *   waiting for the end of the tick only adds a turn); the other frames of a tick leave together,
+ *   in one write at the end of the tick. Bytes leave in the order the requests were made.
  */
 export class ChildConnection {
   readonly #socket: Socket;
@@ -109,12 +117,16 @@ export class ChildConnection {
       pending.resolve = resolve;
       pending.reject = reject;
       if (timeoutMs > 0) this.#deadlines.add(pending, timeoutMs);
-      if (this.#pending.size === 0) this.#socket.ref();
+      const alone = this.#pending.size === 0;
+      if (alone) this.#socket.ref();
       this.#pending.set(id, pending);
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true;
-        process.nextTick(this.#flush);
+      if (this.#flushScheduled) return;
+      if (alone && this.#out.frames === 1) {
+        this.#flush(); // nothing else is waiting: a failed write rejects this promise through #end
+        return;
       }
+      this.#flushScheduled = true;
+      process.nextTick(this.#flush);
     });
   }
 
@@ -126,10 +138,33 @@ export class ChildConnection {
 
   readonly #flush = (): void => {
     this.#flushScheduled = false;
-    if (this.#endError !== undefined) return;
-    const buf = this.#out.take();
-    if (buf !== undefined) this.#socket.write(buf); // failures arrive as 'error'; the pending requests then reject
+    if (this.#endError === undefined) {
+      const buf = this.#out.take();
+      if (buf !== undefined) this.#write(buf);
+    }
   };
+
+  /**
+   * Hands `buf` to the kernel. While the socket holds nothing unwritten, a plain `write(2)` on the
+   * fd does it without the stream machinery (a write request object, an after-write tick); what
+   * the kernel does not take at once (a full socket: EAGAIN or a short write) and every failure go
+   * to the socket, which queues the rest after it and reports failures as 'error' (the pending
+   * requests then reject). Bytes stay in order: the socket is only bypassed while it is empty.
+   */
+  #write(buf: Buffer): void {
+    let rest = buf;
+    const fd = this.#options.fd;
+    if (fd !== undefined && this.#socket.writableLength === 0 && !this.#socket.destroyed) {
+      try {
+        const n = writeSync(fd, buf);
+        if (n === buf.length) return;
+        rest = buf.subarray(n);
+      } catch {
+        // EAGAIN: the socket queues it. EPIPE and the like: the socket fails the same way and says so.
+      }
+    }
+    this.#socket.write(rest);
+  }
 
   readonly #onData = (chunk: Buffer): void => {
     this.receive(chunk, chunk.length);

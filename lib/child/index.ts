@@ -117,7 +117,7 @@ export function connect<M extends RequestMapOf<M> = AnyRequests>(options: Connec
   } catch (cause) {
     return Promise.reject(new WardenError('ERR_NOT_UNDER_WARDEN', `${COMMS_FD_ENV}=${fd} names no open socket or pipe (${cause instanceof Error ? cause.message : String(cause)}); the task must be started by warden, which passes the channel as fd ${fd}`, { cause }));
   }
-  const conn = new ChildConnection(socket, { maxFrameBytes, requestTimeoutMs, startupTimeoutMs });
+  const conn = new ChildConnection(socket, { maxFrameBytes, requestTimeoutMs, startupTimeoutMs, fd });
   connection = conn;
   const child = conn.ready().then((startup) => makeChild<M>(conn, startup, createTaskLog({ env }), requestTimeoutMs));
   shared = { fd, child };

@@ -7,9 +7,10 @@ import { WardenError } from '../errors.js';
 import { resolveChannelOptions, type ChannelIO, type CommsChannelOptions, type CommsStats } from './channel-options.js';
 import { encodeFrame, FrameDecoder, type FrameMalformed, type FrameTooLarge, type FrameVisitor } from './frame-codec.js';
 import { boundedLog, safeLog, type CommsLog, type CommsLogLevel, type Handler, type HandlerRegistry } from './handlers.js';
+import { ChunkReader } from './chunk-reader.js';
 import { InflightRequest, InflightTable } from './inflight-requests.js';
 import { STARTUP_FRAME_ID, STARTUP_TYPE, type ErrorBody, type RequestBody, type ResponseBody } from './protocol.js';
-import { clip, errorMessage, parseRequest } from './request-parse.js';
+import { clip, errorMessage, parseRequest, refusal } from './request-parse.js';
 import { ResponseWriter } from './response-writer.js';
 
 export type { ChannelIO, CommsChannelOptions, CommsStats } from './channel-options.js';
@@ -31,7 +32,8 @@ export const MAX_NOTES_PER_EVENT = 10;
  *   sent; `io.close` is called at most once and never after `onEnd()`.
  * - While `queuedBytes > maxQueuedWriteBytes`, no new request is handled and reading is paused.
  * - The channel holds at most one partial frame and the unread rest of the chunks delivered
- *   while it was paused (the owner stops reading when asked, so that is one chunk or so).
+ *   while it was paused (ChunkReader: one chunk or so, copied, so the owner may reuse its buffer).
+ * - The answers to the requests of one chunk leave in one write once the chunk is read.
  * - Per-request log records are bounded: at most MAX_NOTES_PER_EVENT of each kind per channel.
  * - `onData`, `onDrain` and `onEnd` never throw; failures are logged and end the channel.
  */
@@ -42,25 +44,19 @@ export class CommsChannel<C = unknown> {
   readonly #signal: AbortSignal | undefined;
   readonly #maxFrameBytes: number;
   readonly #maxInflight: number;
-  readonly #maxQueued: number;
   readonly #log: CommsLog;
   readonly #context: C;
   readonly #decoder: FrameDecoder;
   readonly #writer: ResponseWriter;
   readonly #inflight: InflightTable<C>;
-  readonly #stats = { requests: 0, errors: {} as Record<string, number>, bytesIn: 0, readPauses: 0 };
-  /** Chunks not yet fully decoded (reading paused mid-chunk), and the offset into the first. */
-  #backlog: Buffer[] = [];
-  #backlogPos = 0;
+  readonly #stats = { requests: 0, errors: {} as Record<string, number>, bytesIn: 0 };
+  readonly #reader: ChunkReader;
   /** Per-request records: bounded per event (MAX_NOTES_PER_EVENT). */
   readonly #note: CommsLog;
   readonly #visitor: FrameVisitor = {
     frame: (id, buf, start, end) => this.#onFrame(id, buf, start, end),
     stop: (item) => this.#onBadHeader(item),
   };
-  #processing = false;
-  #readingPaused = false;
-  #ioPaused = false;
   #startupSent = false;
   #ended = false;
   #endReason: string | undefined;
@@ -73,28 +69,31 @@ export class CommsChannel<C = unknown> {
     this.#signal = options.signal;
     this.#maxFrameBytes = resolved.maxFrameBytes;
     this.#maxInflight = resolved.maxInflightRequests;
-    this.#maxQueued = resolved.maxQueuedWriteBytes;
     this.#inflight = new InflightTable<C>(resolved.handlerTimeoutMs, this.#onExpired);
     this.#log = safeLog(options.log);
     this.#note = boundedLog(this.#log, this.taskId, MAX_NOTES_PER_EVENT);
     this.#context = options.context as C;
     this.#decoder = new FrameDecoder({ maxFrameBytes: this.#maxFrameBytes });
     this.#writer = new ResponseWriter(this.#io, this.#maxFrameBytes, (err) => this.#fatal('write-failed', err), this.#onShrink);
+    this.#reader = new ChunkReader({
+      io: this.#io, decoder: this.#decoder, visitor: this.#visitor, writer: this.#writer, ended: () => this.#ended,
+      maxQueuedWriteBytes: resolved.maxQueuedWriteBytes, log: this.#log, taskId: this.taskId,
+    });
     if (this.#signal?.aborted) this.#end('task-aborted', true);
     else this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
   }
 
   get stats(): CommsStats {
-    const { requests, errors, bytesIn, readPauses } = this.#stats;
+    const { requests, errors, bytesIn } = this.#stats;
     const w = this.#writer;
-    return { requests, responses: w.responsesWritten, errors: { ...errors }, bytesIn, bytesOut: w.bytesWritten, maxQueuedBytes: w.maxQueuedBytes, readPauses };
+    return { requests, responses: w.responsesWritten, errors: { ...errors }, bytesIn, bytesOut: w.bytesWritten, maxQueuedBytes: w.maxQueuedBytes, readPauses: this.#reader.pauses };
   }
   get ended(): boolean { return this.#ended; }
   /** Why the channel ended: `eof`, `task-aborted`, `frame-too-large`, `malformed-frame`, `write-failed`, or `close()`'s reason. */
   get endReason(): string | undefined { return this.#endReason; }
   get inflightRequests(): number { return this.#inflight.size; }
   get queuedBytes(): number { return this.#writer.queuedBytes; }
-  get readingPaused(): boolean { return this.#ioPaused; }
+  get readingPaused(): boolean { return this.#reader.ioPaused; }
 
   /**
    * Sends the id-0 `{type: 'StartupDetails', ...details}` frame; the child's `connect()` resolves on
@@ -116,31 +115,12 @@ export class CommsChannel<C = unknown> {
     this.#end(why, true);
   }
 
-  /** The owner read bytes from the socket. */
+  /** The owner read bytes from the socket. The channel keeps no reference to `chunk` after the call. */
   onData(chunk: Buffer): void {
     if (this.#ended) return;
     try {
       this.#stats.bytesIn += chunk.length;
-      if (this.#backlog.length === 0 && !this.#processing && !this.#readingPaused) {
-        // The common case: nothing held back, so the chunk is read in place.
-        this.#processing = true;
-        let at: number;
-        try {
-          at = this.#decoder.visit(chunk, this.#visitor);
-        } finally {
-          this.#processing = false;
-        }
-        if (at < chunk.length && !this.#ended) {
-          this.#backlog.push(chunk);
-          this.#backlogPos = at;
-          this.#drainBacklog(); // goes on at once if reading was resumed meanwhile
-        } else {
-          this.#afterRead();
-        }
-        return;
-      }
-      this.#backlog.push(chunk);
-      this.#drainBacklog();
+      this.#reader.push(chunk);
     } catch (err) {
       this.#fatal('internal-error', err);
     }
@@ -158,34 +138,6 @@ export class CommsChannel<C = unknown> {
       this.#log('warning', 'comms.truncated-frame', { taskId: this.taskId, bufferedBytes: this.#decoder.bufferedBytes });
     }
     this.#end('eof', false);
-  }
-
-  #drainBacklog(): void {
-    if (this.#processing) return;
-    this.#processing = true;
-    try {
-      while (this.#backlog.length > 0 && !this.#readingPaused && !this.#ended) {
-        const chunk = this.#backlog[0]!;
-        const at = this.#decoder.visit(chunk, this.#visitor, this.#backlogPos);
-        if (at < chunk.length) {
-          this.#backlogPos = at;
-        } else {
-          this.#backlog.shift();
-          this.#backlogPos = 0;
-        }
-      }
-    } finally {
-      this.#processing = false;
-    }
-    this.#afterRead();
-  }
-
-  /** Reading may go on: resume the socket if it was paused. */
-  #afterRead(): void {
-    if (!this.#ended && !this.#readingPaused && this.#ioPaused) {
-      this.#ioPaused = false;
-      this.#io.resumeReading();
-    }
   }
 
   /** A too-large or malformed header: the decoder has stopped; answer what can be answered and close. */
@@ -209,26 +161,17 @@ export class CommsChannel<C = unknown> {
     if (typeof body === 'string') {
       this.#note('warning', 'comms.bad-request', { requestId: id, error: body });
       this.#respondError(id, 'ERR_BAD_REQUEST', body);
-      return !this.#readingPaused && !this.#ended;
+      return !this.#reader.paused && !this.#ended;
     }
     const handler = this.#handlers.get(body.type);
-    if (this.#inflight.has(id)) {
-      const message = `request id ${id} is already in flight; ids must be unique among in-flight requests`;
-      this.#note('warning', 'comms.bad-request', { requestId: id, error: message });
-      this.#respondError(id, 'ERR_BAD_REQUEST', message);
-    } else if (handler === undefined) {
-      const known = this.#handlers.types().join(', ') || '(none)';
-      const message = clip(`no handler for request type "${body.type}"; known types: ${known}`);
-      this.#note('warning', 'comms.unknown-request', { requestId: id, type: clip(body.type), known });
-      this.#respondError(id, 'ERR_UNKNOWN_REQUEST', message);
-    } else if (this.#inflight.size >= this.#maxInflight) {
-      const message = `${this.#inflight.size} requests are already in flight (maxInflightRequests); retry after one completes`;
-      this.#note('info', 'comms.busy', { requestId: id, type: body.type, maxInflightRequests: this.#maxInflight });
-      this.#respondError(id, 'ERR_BUSY', message, { maxInflightRequests: this.#maxInflight });
+    const refused = refusal(id, body.type, handler !== undefined, () => this.#handlers.types(), this.#inflight, this.#maxInflight);
+    if (refused === undefined) {
+      this.#run(id, body.type, body, handler!);
     } else {
-      this.#run(id, body.type, body, handler);
+      this.#note(refused.level, refused.event, refused.fields);
+      this.#respondError(id, refused.code, refused.message, refused.detail);
     }
-    return !this.#readingPaused && !this.#ended;
+    return !this.#reader.paused && !this.#ended;
   }
 
   /** The peer broke the framing: say so, send what is queued (answers included), and close. */
@@ -300,27 +243,13 @@ export class CommsChannel<C = unknown> {
       const errors = this.#stats.errors;
       errors[sent.error.code] = (errors[sent.error.code] ?? 0) + 1;
     }
-    if (!this.#readingPaused && this.#writer.queuedBytes > this.#maxQueued) {
-      this.#readingPaused = true;
-      if (++this.#stats.readPauses === 1) {
-        this.#log('warning', 'comms.read-paused', {
-          taskId: this.taskId, queuedBytes: this.#writer.queuedBytes, maxQueuedWriteBytes: this.#maxQueued,
-          reason: 'the task is not reading its responses as fast as it sends requests; its requests are not read until it catches up (later pauses are only counted in readPauses)',
-        });
-      }
-      if (!this.#ioPaused) {
-        this.#ioPaused = true;
-        this.#io.pauseReading();
-      }
-    }
+    this.#reader.afterAnswer();
   }
 
   /** Runs from the writer (also on its own tick), so it must not throw. */
   readonly #onShrink = (): void => {
-    if (this.#ended || !this.#readingPaused || this.#writer.queuedBytes > this.#maxQueued / 2) return;
-    this.#readingPaused = false;
     try {
-      this.#drainBacklog();
+      this.#reader.afterShrink();
     } catch (err) {
       this.#fatal('internal-error', err);
     }
@@ -354,8 +283,7 @@ export class CommsChannel<C = unknown> {
     this.#endReason = reason;
     this.#signal?.removeEventListener('abort', this.#onAbort);
     this.#writer.stop();
-    this.#backlog = [];
-    this.#backlogPos = 0;
+    this.#reader.clear();
     const cancelled = this.#inflight.clear();
     if (cancelled.length > 0) {
       const why = new WardenError('ERR_CHANNEL_CLOSED', `the comms channel of task ${this.taskId} ended (${reason}); the request was cancelled`);

@@ -47,3 +47,39 @@ function describe(value: unknown): string {
   if (isPlainMap(value)) return `a map whose "type" is ${value['type'] === undefined ? 'missing' : `a ${typeof value['type']}`}`;
   return `a ${typeof value}`;
 }
+
+/** Why a well-formed request is not run: its error response, and the record the channel notes. */
+export interface Refusal {
+  code: 'ERR_BAD_REQUEST' | 'ERR_UNKNOWN_REQUEST' | 'ERR_BUSY';
+  message: string;
+  detail?: Record<string, unknown>;
+  level: 'info' | 'warning';
+  event: string;
+  fields: Record<string, unknown>;
+}
+
+/**
+ * Checks a parsed request against the channel's state: its id must not be in flight, its type must
+ * have a handler, and a slot must be free. Returns undefined when it may run. `knownTypes` is only
+ * called for an unknown type.
+ */
+export function refusal(
+  id: number, type: string, hasHandler: boolean, knownTypes: () => string[],
+  inflight: { has(id: number): boolean; readonly size: number }, maxInflight: number,
+): Refusal | undefined {
+  if (inflight.has(id)) {
+    const message = `request id ${id} is already in flight; ids must be unique among in-flight requests`;
+    return { code: 'ERR_BAD_REQUEST', message, level: 'warning', event: 'comms.bad-request', fields: { requestId: id, error: message } };
+  }
+  if (!hasHandler) {
+    const known = knownTypes().join(', ') || '(none)';
+    const message = clip(`no handler for request type "${type}"; known types: ${known}`);
+    return { code: 'ERR_UNKNOWN_REQUEST', message, level: 'warning', event: 'comms.unknown-request', fields: { requestId: id, type: clip(type), known } };
+  }
+  if (inflight.size >= maxInflight) {
+    const message = `${inflight.size} requests are already in flight (maxInflightRequests); retry after one completes`;
+    const detail = { maxInflightRequests: maxInflight };
+    return { code: 'ERR_BUSY', message, detail, level: 'info', event: 'comms.busy', fields: { requestId: id, type, ...detail } };
+  }
+  return undefined;
+}

@@ -1,6 +1,7 @@
 /**
- * The supervisor side's outgoing queue for one channel: coalesces the frames of one tick into one
- * write, respects the owner's backpressure, and keeps count of what is waiting.
+ * The supervisor side's outgoing queue for one channel: coalesces the frames of one chunk read (or,
+ * for answers that come later, of one tick) into one write, respects the owner's backpressure, and
+ * keeps count of what is waiting.
  */
 import { FrameQueue } from './frame-queue.js';
 
@@ -15,7 +16,9 @@ export interface FrameSink {
  *   `flushNow()`, the last word before the channel closes.
  * - `queuedBytes` = bytes enqueued and not yet taken by a write that returned true: the own queue
  *   plus the last write waiting for `onDrain`. `maxQueuedBytes` is its high-water mark.
- * - Frames enqueued in one tick leave in one `sink.write`, in enqueue order.
+ * - Frames enqueued between `hold()` and `release()` leave in one `sink.write` at `release()`;
+ *   other frames enqueued in one tick leave in one `sink.write` at the end of the tick. Either
+ *   way in enqueue order, and never before the owner drained an earlier write.
  * - After `stop()` nothing is written and nothing is held.
  */
 export class ResponseWriter {
@@ -26,6 +29,7 @@ export class ResponseWriter {
   #queueResponses = 0;
   #awaitingDrainBytes = 0;
   #flushScheduled = false;
+  #held = false;
   #stopped = false;
   maxQueuedBytes = 0;
   bytesWritten = 0;
@@ -73,6 +77,21 @@ export class ResponseWriter {
     if (!this.#stopped) this.#onShrink();
   }
 
+  /**
+   * Until `release()`, frames only queue: the channel holds the writer while it reads a chunk, so
+   * that the chunk's answers leave in one write as soon as it is read, without waiting for the
+   * end of the tick (one request at a time is the common case, and the tick only adds a turn).
+   */
+  hold(): void {
+    this.#held = true;
+  }
+
+  /** Ends `hold()`: writes what queued meanwhile, unless an earlier write is waiting for `onDrain`. */
+  release(): void {
+    this.#held = false;
+    if (!this.#stopped && this.#awaitingDrainBytes === 0) this.#write(false);
+  }
+
   /** Writes everything queued now, ignoring backpressure. For the last frames before a close. */
   flushNow(): void {
     if (!this.#stopped) this.#write(true);
@@ -89,7 +108,7 @@ export class ResponseWriter {
   #queued(): void {
     const queued = this.queuedBytes;
     if (queued > this.maxQueuedBytes) this.maxQueuedBytes = queued;
-    if (!this.#flushScheduled && this.#awaitingDrainBytes === 0) {
+    if (!this.#flushScheduled && !this.#held && this.#awaitingDrainBytes === 0) {
       this.#flushScheduled = true;
       process.nextTick(this.#flush);
     }
@@ -97,7 +116,7 @@ export class ResponseWriter {
 
   readonly #flush = (): void => {
     this.#flushScheduled = false;
-    if (!this.#stopped && this.#awaitingDrainBytes === 0) this.#write(false);
+    if (!this.#stopped && !this.#held && this.#awaitingDrainBytes === 0) this.#write(false);
   };
 
   #write(force: boolean): void {
