@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { WardenError, errnoCode } from '../errors.js';
 
@@ -26,15 +26,44 @@ export interface Spawned {
   cookie: string;
 }
 
-/** A cookie value unique per task attempt: `<task id>.<random>`. */
+/** Random bytes of a cookie. */
+const COOKIE_RANDOM_BYTES = 6;
+/**
+ * Random bytes drawn for many cookies at once (one call into the CSPRNG per 256 cookies instead
+ * of one per task). Each cookie takes fresh bytes; none is handed out twice.
+ */
+const cookiePool = Buffer.alloc(COOKIE_RANDOM_BYTES * 256);
+let cookiePoolAt = cookiePool.length;
+
+/** A cookie value unique per task attempt: `<task id>.<random>` (12 hex digits). */
 export function makeCookie(taskId: string): string {
-  return `${taskId}.${randomBytes(6).toString('hex')}`;
+  if (cookiePoolAt + COOKIE_RANDOM_BYTES > cookiePool.length) {
+    randomFillSync(cookiePool);
+    cookiePoolAt = 0;
+  }
+  const at = cookiePoolAt;
+  cookiePoolAt += COOKIE_RANDOM_BYTES;
+  return `${taskId}.${cookiePool.toString('hex', at, at + COOKIE_RANDOM_BYTES)}`;
 }
 
+/**
+ * The child's environment: `req.env` without the secret names, plus the task's variables.
+ *
+ * Built without copying `req.env`: the result is an object whose prototype is `req.env`, with
+ * the task's variables as its own properties and every secret name present in `req.env`
+ * shadowed by an own `undefined`. `child_process.spawn` reads an env object with `for...in`
+ * (inherited keys included, documented in Node's own tests) and skips undefined values, so the
+ * child sees exactly the copy it used to get, read from `req.env` at the moment of the spawn.
+ * Node also copies its own NODE_V8_COVERAGE into an env that lacks it as an own key, so
+ * req.env's value is made an own key. Precondition: used only as `spawn`'s `env` option (other
+ * readers may take own keys only).
+ */
 export function childEnv(req: SpawnRequest, cookie: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  const drop = new Set([...ALWAYS_SECRET, ...req.secretEnv]);
-  for (const [k, v] of Object.entries(req.env)) if (v !== undefined && !drop.has(k)) env[k] = v;
+  const env = Object.create(req.env) as NodeJS.ProcessEnv;
+  for (const name of ALWAYS_SECRET) if (name in req.env) env[name] = undefined;
+  for (const name of req.secretEnv) if (name in req.env) env[name] = undefined;
+  // Node copies its own NODE_V8_COVERAGE into an env that lacks it as an own key: keep req.env's.
+  if (env.NODE_V8_COVERAGE !== undefined) env.NODE_V8_COVERAGE = req.env.NODE_V8_COVERAGE;
   env[COOKIE_NAME] = cookie;
   env.WARDEN_TASK_ID = req.taskId;
   env.WARDEN_LOG_FD = '3';

@@ -5,8 +5,8 @@
  * all in one synchronous stretch. So there is no window in which an early fork of the task lands
  * outside, and no helper process or exec is needed.
  */
-import { accessSync, constants, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
-import { isLinux } from './proc.js';
+import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, readdirSync, rmdirSync, writeFileSync, writeSync } from 'node:fs';
+import { isLinux, readProcText } from './proc.js';
 
 export class TaskCgroup {
   removed = false;
@@ -16,23 +16,15 @@ export class TaskCgroup {
 
   /** Pids in the cgroup (zombies excluded by the kernel once they have exited). */
   procs(): number[] {
-    try {
-      const text = readFileSync(`${this.path}/cgroup.procs`, 'latin1');
-      const out: number[] = [];
-      for (const line of text.split('\n')) if (line) out.push(Number(line));
-      return out;
-    } catch {
-      return [];
-    }
+    const text = readProcText(`${this.path}/cgroup.procs`);
+    const out: number[] = [];
+    if (text !== undefined) for (const line of text.split('\n')) if (line) out.push(Number(line));
+    return out;
   }
 
   /** False once no live process is left in it. */
   populated(): boolean {
-    try {
-      return /populated 1/.test(readFileSync(`${this.path}/cgroup.events`, 'latin1'));
-    } catch {
-      return false;
-    }
+    return readProcText(`${this.path}/cgroup.events`)?.includes('populated 1') ?? false;
   }
 
   /** Whether the kernel offers `cgroup.kill` (Linux >= 5.14). */
@@ -76,6 +68,8 @@ export class TaskCgroup {
   }
 }
 
+const selfPid = String(process.pid);
+
 /** Empty task cgroups kept for reuse (a mkdir and an rmdir saved per task). */
 const MAX_SPARE_CGROUPS = 16;
 
@@ -83,6 +77,8 @@ export class CgroupTier {
   private seq = 0;
   private broken = false;
   private readonly spare: TaskCgroup[] = [];
+  /** The supervisor's own cgroup.procs, opened on the first spawn, closed by `drain()`. */
+  private homeFd: number | undefined;
 
   private constructor(
     /** Absolute path of the supervisor's own cgroup (where it returns after each spawn). */
@@ -155,9 +151,13 @@ export class CgroupTier {
     return cg.remove();
   }
 
-  /** Removes the spare cgroups (supervisor close). */
+  /** Removes the spare cgroups and closes the fd of the way home (supervisor close). */
   drain(): void {
     for (const cg of this.spare.splice(0)) cg.remove();
+    if (this.homeFd !== undefined) {
+      closeSync(this.homeFd);
+      this.homeFd = undefined;
+    }
   }
 
   /**
@@ -166,13 +166,14 @@ export class CgroupTier {
    * cgroup is never killed through cgroup.kill (the supervisor might be in it).
    */
   spawnInside<T>(cg: TaskCgroup, fork: () => T): T {
-    const pid = String(process.pid);
-    writeFileSync(`${cg.path}/cgroup.procs`, pid);
+    writeFileSync(`${cg.path}/cgroup.procs`, selfPid);
     try {
       return fork();
     } finally {
       try {
-        writeFileSync(`${this.homePath}/cgroup.procs`, pid);
+        // Through an fd kept open for the way home (one write instead of open, write, close).
+        this.homeFd ??= openSync(`${this.homePath}/cgroup.procs`, 'w');
+        writeSync(this.homeFd, selfPid);
       } catch {
         this.broken = true;
       }

@@ -71,7 +71,8 @@ export function findMembers(q: MemberQuery): Member[] {
     if (st) add(st, 'cgroup');
   }
   for (const st of table.values()) {
-    if (st.startTime < q.rootStartTime) continue;
+    // `add` refuses these anyway; skipping them here spares a read of their environment.
+    if (st.startTime < q.rootStartTime || !isAliveStat(st) || st.pid === selfPid) continue;
     if (q.isolated && st.pgid === q.pgid) add(st, 'group');
     else if (q.isolated && st.sid === q.pgid) add(st, 'session');
     else if (!q.skipCookieScan && environHas(st.pid, q.cookie)) add(st, 'cookie');

@@ -5,12 +5,12 @@ import { CgroupTier, type TaskCgroup } from '../signal/cgroup.js';
 import { isLinux, platformName } from '../signal/proc.js';
 import { Signaller } from '../signal/signaller.js';
 import { ControlPlaneClient } from '../control-plane/client.js';
-import { HandlerRegistry, type Handler } from '../comms/handlers.js';
+import { HandlerRegistry, type Handler, type HandlerContext } from '../comms/handlers.js';
 import { defaultHandlers } from '../control-plane/handlers.js';
-import { msOption, resolveSpec } from './options.js';
+import { msOption, resolveSpec, type ResolvedSpec } from './options.js';
 import type { CommsSettings, TaskHandlerContext } from './task-comms.js';
 import type { ControlPlaneSettings } from './task-control-plane.js';
-import { Task, type WardenRecord } from './task.js';
+import { Task, type TaskDeps, type WardenRecord } from './task.js';
 import type { TaskResult, TaskSpec } from './types.js';
 
 export interface SupervisorOptions {
@@ -78,6 +78,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private readonly handlers = new Map<string, Handler<any, unknown, TaskHandlerContext>>(); // eslint-disable-line @typescript-eslint/no-explicit-any
   private readonly comms: CommsSettings;
   private readonly controlPlane: ControlPlaneSettings | undefined;
+  /** The deps, with the registry, of tasks without a control plane (see `depsFor`); undefined: make anew. */
+  private sharedDeps: TaskDeps | undefined;
+  /** What every task gets from its supervisor, made once. */
+  private readonly taskDeps: Omit<TaskDeps, 'handlers'>;
 
   constructor(options: SupervisorOptions = {}) {
     super();
@@ -89,6 +93,17 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.cgroups = containment === 'auto' ? CgroupTier.detect() : undefined;
     this.comms = { ...(options.comms ?? {}) };
     this.controlPlane = options.controlPlane ? resolveControlPlane(options.controlPlane) : undefined;
+    this.taskDeps = {
+      comms: this.comms,
+      controlPlane: this.controlPlane,
+      reactor: this.reactor,
+      signaller: this.signaller,
+      cgroups: this.cgroups,
+      onSettled: (t) => this.onSettled(t),
+      keepCgroup: (cg) => this.keepForRemoval(cg),
+      onRecord: (r) => this.emit('record', r),
+      wantsRecords: () => this.listenerCount('record') > 0,
+    };
   }
 
   /**
@@ -103,31 +118,41 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (typeof handler !== 'function') throw new WardenError('ERR_INVALID_OPTION', `the handler of ${type} must be a function, got ${typeof handler}.`);
     if (this.handlers.has(type)) throw new WardenError('ERR_INVALID_OPTION', `a handler for request type "${type}" is already registered on this supervisor; register each type once.`);
     this.handlers.set(type, handler);
+    this.sharedDeps = undefined;
     return this;
   }
 
-  /** Fills a task's registry: the defaults first, then the executor's handlers over them. */
-  private fillRegistry(task: Task, registry: HandlerRegistry<any, TaskHandlerContext>): void { // eslint-disable-line @typescript-eslint/no-explicit-any
+  /**
+   * What a new task gets from its supervisor, with its handlers. A task with a control plane gets
+   * a registry of its own (its default handlers are bound to its task instance; they reach the
+   * task only once it runs); every other task shares one registry, and one deps object, made again
+   * after each `handle()` so that running tasks keep the handlers they started with.
+   */
+  private depsFor(spec: ResolvedSpec, task: () => Task): TaskDeps {
     const cp = this.controlPlane;
-    const ti = task.spec.ti;
-    if (cp && ti) {
-      const defaults = defaultHandlers(
-        cp.client,
-        { id: ti.id, dagId: ti.dagId ?? '', runId: ti.runId ?? '', taskId: ti.taskId ?? '', ...(ti.mapIndex !== undefined ? { mapIndex: ti.mapIndex } : {}) },
-        {
-          onTerminalState: (state, body) => task.control?.onTerminalState(state, body),
-          maskSecret: (value) => task.maskSecret(value),
-        },
-      );
-      for (const [type, fn] of Object.entries(defaults)) registry.replace(type, fn as never);
-    } else {
-      registry.replace('MaskSecret', async (body: { value?: unknown }) => {
-        if (typeof body.value !== 'string') throw new WardenError('ERR_BAD_REQUEST', 'MaskSecret needs a string value');
-        task.maskSecret(body.value);
-        return { ok: true };
-      });
+    const ti = spec.ti;
+    if (!cp || !ti) {
+      return (this.sharedDeps ??= { ...this.taskDeps, handlers: this.fillRegistry(new HandlerRegistry(), { MaskSecret: maskSecretHandler }) });
     }
+    const defaults = defaultHandlers(
+      cp.client,
+      { id: ti.id, dagId: ti.dagId ?? '', runId: ti.runId ?? '', taskId: ti.taskId ?? '', ...(ti.mapIndex !== undefined ? { mapIndex: ti.mapIndex } : {}) },
+      {
+        onTerminalState: (state, body) => task().control?.onTerminalState(state, body),
+        maskSecret: (value) => task().maskSecret(value),
+      },
+    );
+    return { ...this.taskDeps, handlers: this.fillRegistry(new HandlerRegistry(), defaults) };
+  }
+
+  /** The defaults first, then the executor's handlers over them. */
+  private fillRegistry(
+    registry: HandlerRegistry<any, TaskHandlerContext>, // eslint-disable-line @typescript-eslint/no-explicit-any
+    defaults: Record<string, unknown>,
+  ): HandlerRegistry<any, TaskHandlerContext> { // eslint-disable-line @typescript-eslint/no-explicit-any
+    for (const [type, fn] of Object.entries(defaults)) registry.replace(type, fn as never);
     for (const [type, fn] of this.handlers) registry.replace(type, fn);
+    return registry;
   }
 
   /** The strongest containment this supervisor can give a task. */
@@ -146,27 +171,22 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (resolved.ti && !this.controlPlane) {
       throw new WardenError('ERR_INVALID_OPTION', `task ${resolved.id} names a task instance (ti) but this supervisor has no control plane; pass {controlPlane: {url, token}} to new Supervisor().`);
     }
-    const handlers = new HandlerRegistry<any, TaskHandlerContext>(); // eslint-disable-line @typescript-eslint/no-explicit-any
-    const task = new Task(resolved, {
-      handlers,
-      comms: this.comms,
-      controlPlane: this.controlPlane,
-      reactor: this.reactor,
-      signaller: this.signaller,
-      cgroups: this.cgroups,
-      onSettled: (t) => this.onSettled(t),
-      keepCgroup: (cg) => this.keepForRemoval(cg),
-    });
-    this.fillRegistry(task, handlers);
-    task.on('record', (r) => this.emit('record', r));
+    const task: Task = new Task(resolved, this.depsFor(resolved, () => task));
     this.tasks.set(task.id, task);
     task.start();
     return task;
   }
 
-  /** Starts a task and resolves with its result. */
-  async run(spec: TaskSpec): Promise<TaskResult> {
-    return this.start(spec).result;
+  /**
+   * Starts a task and resolves with its result; an invalid spec or a closed supervisor rejects.
+   * Returns the task's own result promise (no async wrapper: one promise hop less per task).
+   */
+  run(spec: TaskSpec): Promise<TaskResult> {
+    try {
+      return this.start(spec).result;
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /** Ends every task (reason `supervisor-stop`) and waits for all of them to settle. */
@@ -186,7 +206,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   private onSettled(task: Task): void {
     this.tasks.delete(task.id);
-    void task.result.then((r) => this.emit('settled', r));
+    if (this.listenerCount('settled') > 0) void task.result.then((r) => this.emit('settled', r));
     for (const cg of this.leftoverCgroups) if (cg.remove()) this.leftoverCgroups.delete(cg);
   }
 
@@ -198,6 +218,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private log(level: WardenRecord['level'], event: string, fields: Record<string, unknown> = {}): void {
     this.emit('record', { timestamp: new Date().toISOString(), level, logger: 'warden', event, ...fields });
   }
+}
+
+/** MaskSecret for tasks without a control plane: one function for all of them. */
+async function maskSecretHandler(body: { value?: unknown }, ctx: HandlerContext<TaskHandlerContext>): Promise<{ ok: true }> {
+  if (typeof body.value !== 'string') throw new WardenError('ERR_BAD_REQUEST', 'MaskSecret needs a string value');
+  ctx.context.maskSecret(body.value);
+  return { ok: true };
 }
 
 function resolveControlPlane(o: ControlPlaneOptions): ControlPlaneSettings {

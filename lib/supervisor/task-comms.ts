@@ -60,7 +60,8 @@ export function createTaskChannel(
     },
     taskId: task.id,
     handlers,
-    signal: task.signal,
+    // No `signal`: the task closes the channel itself when it settles (reason `task-aborted`, as
+    // an abort would), so that building the task's AbortSignal stays optional.
     ...settings,
     log: (level, event, fields) => task.log(level, event, fields),
     context: { task, maskSecret: (value: string) => task.maskSecret(value) },

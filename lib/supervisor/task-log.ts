@@ -30,9 +30,10 @@ export interface TaskLogOptions {
 export class TaskLog {
   readonly masker = new SecretMasker();
   private readonly writer: TaskLogWriter;
-  private readonly out: LineSplitter;
-  private readonly err: LineSplitter;
-  private readonly chan: LineSplitter;
+  /** Created on a stream's first bytes: most tasks write to few of the three, many to none. */
+  private out: LineSplitter | undefined;
+  private err: LineSplitter | undefined;
+  private chan: LineSplitter | undefined;
   private paused = false;
   private stamp = '';
   private full = false;
@@ -45,32 +46,35 @@ export class TaskLog {
       onError: o.onError,
       ...(o.highWaterMarkBytes !== undefined ? { highWaterMarkBytes: o.highWaterMarkBytes } : {}),
     });
-    const max = o.maxLineBytes;
-    this.out = new LineSplitter({ maxLineBytes: max, onLine: (t, p, m) => this.put(stdoutRecord(t, p, m, this.stamp)) });
-    this.err = new LineSplitter({ maxLineBytes: max, onLine: (t, p, m) => this.put(stderrRecord(t, p, m, this.stamp)) });
-    this.chan = new LineSplitter({ maxLineBytes: max, onLine: (t, p, m) => this.put(channelRecord(t, p, m)) });
   }
 
   get errors(): WardenError[] {
     return this.writer.errors;
   }
 
+  /** Whether records go to a file (else only to the `onRecord` listener). */
+  get hasFile(): boolean {
+    return this.o.path !== undefined;
+  }
+
   stdout(chunk: Buffer): void {
-    this.feed(this.out, chunk);
+    this.feed((this.out ??= this.splitter((t, p, m) => this.put(stdoutRecord(t, p, m, this.stamp)))), chunk);
   }
 
   stderr(chunk: Buffer): void {
-    this.feed(this.err, chunk);
+    this.feed((this.err ??= this.splitter((t, p, m) => this.put(stderrRecord(t, p, m, this.stamp)))), chunk);
   }
 
   channel(chunk: Buffer): void {
-    this.feed(this.chan, chunk);
+    this.feed((this.chan ??= this.splitter((t, p, m) => this.put(channelRecord(t, p, m)))), chunk);
   }
 
   /** EOF of a stream: its partial last line becomes a record (half a JSON record is kept, marked). */
   end(stream: 'stdout' | 'stderr' | 'log'): void {
+    const splitter = stream === 'stdout' ? this.out : stream === 'stderr' ? this.err : this.chan;
+    if (splitter === undefined) return; // no bytes ever came: no partial line
     this.stamp = isoNow();
-    (stream === 'stdout' ? this.out : stream === 'stderr' ? this.err : this.chan).end();
+    splitter.end();
     this.afterWrite();
   }
 
@@ -87,6 +91,10 @@ export class TaskLog {
       this.o.resume();
     }
     return this.writer.close();
+  }
+
+  private splitter(onLine: (text: string, part: number, more: boolean) => void): LineSplitter {
+    return new LineSplitter({ maxLineBytes: this.o.maxLineBytes, onLine });
   }
 
   private feed(splitter: LineSplitter, chunk: Buffer): void {

@@ -26,13 +26,16 @@ export interface TeardownHost {
  *
  * Invariants:
  * 1. The ladder runs at most once (`state` goes none -> running -> done, never back).
- * 2. `countSurvivors` scans the process table only when the last look found something left.
+ * 2. `countSurvivors` reads the cgroup or scans the process table only when the last look found
+ *    something left (or never looked).
  */
 export class TaskTeardown {
   state: 'none' | 'running' | 'done' = 'none';
   report: TeardownReport | null = null;
   /** Members found by the last look (leftover check or teardown); undefined: never looked. */
   private lastMemberCount: number | undefined;
+  /** `WARDEN_TASK=<cookie>` as bytes, made on the first look. */
+  private cookieEntry: Buffer | undefined;
 
   constructor(private readonly host: TeardownHost) {}
 
@@ -45,7 +48,7 @@ export class TaskTeardown {
       pgid,
       ...(pid !== undefined && forksAtSpawn !== undefined ? { forksAtSpawn } : {}),
       isolated: this.host.spec.isolate,
-      cookie: Buffer.from(`${COOKIE_NAME}=${this.host.cookie}`),
+      cookie: (this.cookieEntry ??= Buffer.from(`${COOKIE_NAME}=${this.host.cookie}`)),
       ...(cgroup ? { cgroup, skipCookieScan: true } : {}),
     };
   }
@@ -53,22 +56,26 @@ export class TaskTeardown {
   /** Whether anything of the task is alive (the leftover check when the leader exits). */
   hasMembers(): boolean {
     const cgroup = this.host.cgroup();
-    if (cgroup) return cgroup.populated();
+    if (cgroup) {
+      const populated = cgroup.populated();
+      this.lastMemberCount = populated ? undefined : 0;
+      return populated;
+    }
     this.lastMemberCount = findMembers(this.query()).length;
     return this.lastMemberCount > 0;
   }
 
   /**
-   * Members alive at settle. The cgroup answers cheaply; otherwise the last look is reused when
-   * it found nothing (nothing left could have forked since), and the table is scanned only when
-   * something was left.
+   * Members alive at settle. The last look is reused when it found nothing (nothing left could
+   * have forked since, nor entered the task's cgroup); otherwise the cgroup answers, or the
+   * table is scanned.
    */
   countSurvivors(): number {
     if (this.host.leader().pid === undefined) return 0;
-    const cgroup = this.host.cgroup();
-    if (cgroup) return cgroup.procs().filter((p) => isAliveStat(readStat(p))).length;
     const known = this.report ? this.report.survivors : this.lastMemberCount;
     if (known === 0) return 0;
+    const cgroup = this.host.cgroup();
+    if (cgroup) return cgroup.procs().filter((p) => isAliveStat(readStat(p))).length;
     return findMembers(this.query()).length;
   }
 

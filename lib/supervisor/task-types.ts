@@ -44,6 +44,10 @@ export interface TaskDeps {
   keepCgroup(cg: TaskCgroup): void;
   /** Called once the task has settled and released everything. */
   onSettled(task: Task): void;
+  /** The supervisor's `record` listeners: every record of the task, before its own listeners. */
+  onRecord(record: WardenRecord): void;
+  /** Whether the supervisor has `record` listeners (a record nobody receives is not built). */
+  wantsRecords(): boolean;
   handlers: HandlerRegistry<any, TaskHandlerContext>; // eslint-disable-line @typescript-eslint/no-explicit-any
   comms: CommsSettings;
   controlPlane: ControlPlaneSettings | undefined;

@@ -1,27 +1,22 @@
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'eventemitter3';
-import { WardenError, withoutStack } from '../errors.js';
-import { watchExit } from '../process/exit-backstop.js';
-import { shellStatus } from '../process/exit-status.js';
-import { makeCookie, spawnFailure, spawnTask } from '../process/spawn-task.js';
-import type { TaskCgroup } from '../signal/cgroup.js';
+import { WardenError } from '../errors.js';
+import { makeCookie } from '../process/spawn-task.js';
 import type { MemberQuery } from '../signal/members.js';
-import { readForkCountAtMost100msOld, readStat } from '../signal/proc.js';
 import type { CommsChannel } from '../comms/channel.js';
 import type { ResolvedSpec } from './options.js';
 import { createTaskChannel, type TaskHandlerContext } from './task-comms.js';
 import { openStartupGate, type TaskControlPlane } from './task-control-plane.js';
 import { wireTaskIO, type TaskIO } from './task-io.js';
-import { buildResult, exitDiagnostic } from './task-result.js';
-import { TaskLog } from './task-log.js';
+import { TaskLeader } from './task-leader.js';
+import { TaskRecords } from './task-records.js';
+import { settleTask } from './task-settle.js';
+import { TaskSignal } from './task-signal.js';
 import { TaskTeardown } from './task-teardown.js';
 import type { LogLevel, TaskDeps, TaskEvents, WardenRecord } from './task-types.js';
 import type { Containment, TaskResult, TerminationReason } from './types.js';
 
 export type { LogLevel, WardenRecord, TaskEvents, TaskDeps } from './task-types.js';
-
-/** Secrets kept per task for masking; more are ignored (and logged once). */
-const MAX_SECRETS = 1000;
 
 /**
  * One task's life: spawn, run, end (on its own or through the teardown ladder), settle.
@@ -39,34 +34,25 @@ export class Task extends EventEmitter<TaskEvents> {
   readonly spec: ResolvedSpec;
   readonly result: Promise<TaskResult>;
   readonly cookie: string;
-  pid: number | undefined;
-  pgid = 0;
-  containment: Containment;
   phase: 'running' | 'stopping' | 'settled' = 'running';
 
-  private readonly abort = new AbortController();
+  private readonly abort: TaskSignal;
   private readonly t0 = performance.now();
   private resolveResult!: (r: TaskResult) => void;
   private reason: TerminationReason | undefined;
-  private child: ChildProcess | undefined;
-  private cgroup: TaskCgroup | undefined;
-  private startTime = 0;
-  private forksAtSpawn: number | undefined;
   private io: TaskIO | undefined;
-  private exitCode: number | null = null;
-  private exitSignal: NodeJS.Signals | null = null;
-  private leaderExited = false;
+  private readonly leader: TaskLeader;
   private readonly teardown: TaskTeardown;
+  private readonly records: TaskRecords;
   private drainTimer: number | undefined;
   private drainExpired = false;
   private timeoutTimer: number | undefined;
   private error: WardenError | null = null;
   private spawnStatus: number | null = null;
-  /** Values masked as `***` in the task's log records (registered by handlers and MaskSecret). */
-  readonly secrets = new Set<string>();
   channel: CommsChannel<TaskHandlerContext> | undefined;
   control: TaskControlPlane | undefined;
   private overtimeTimer: number | undefined;
+  private graceCut = false;
 
   constructor(
     spec: ResolvedSpec,
@@ -76,33 +62,35 @@ export class Task extends EventEmitter<TaskEvents> {
     this.spec = spec;
     this.id = spec.id;
     this.cookie = makeCookie(spec.id);
-    this.containment = spec.isolate ? 'group+cookie' : 'pid+cookie';
     this.result = new Promise((resolve) => (this.resolveResult = resolve));
+    this.abort = new TaskSignal(this.id, () => this.reason ?? 'exited');
+    const leader = (this.leader = new TaskLeader(spec, deps));
     this.teardown = new TaskTeardown({
       id: this.id,
       spec,
       cookie: this.cookie,
       deps,
-      leader: () => ({ pid: this.pid, startTime: this.startTime, pgid: this.pgid, exited: this.leaderExited, forksAtSpawn: this.forksAtSpawn }),
-      cgroup: () => this.cgroup,
-      containment: () => this.containment,
+      leader: () => leader,
+      cgroup: () => leader.cgroup,
+      containment: () => leader.containment,
       graceCut: () => this.graceCut,
       log: (level, event, fields) => this.log(level, event, fields),
     });
     // Opening the log file can fail: a usage error thrown to start()'s caller; nothing started.
-    this.tlog = new TaskLog({
-      path: spec.logFile,
-      maxLineBytes: spec.maxLineBytes,
-      onRecord: (r) => this.emit('log', r),
-      onError: (e) => this.log('error', e.message, { code: e.code }),
+    this.records = new TaskRecords(this, spec, {
+      onRecord: deps.onRecord,
+      wantsRecords: deps.wantsRecords,
       pause: () => this.io?.pauseLogged(),
       resume: () => this.io?.resumeLogged(),
     });
   }
 
-  private readonly tlog: TaskLog;
+  /** Values masked as `***` in the task's log records (registered by handlers and MaskSecret). */
+  get secrets(): Set<string> {
+    return this.records.secrets;
+  }
 
-  /** Aborted when the task settles; pass it to anything done on the task's behalf. */
+  /** Aborted when the task settles (reason: WardenError ERR_CHANNEL_CLOSED); pass it to work done for the task. */
   get signal(): AbortSignal {
     return this.abort.signal;
   }
@@ -111,46 +99,44 @@ export class Task extends EventEmitter<TaskEvents> {
     return this.reason;
   }
 
+  /** The leader's pid; undefined until it was spawned, or when the spawn failed. */
+  get pid(): number | undefined {
+    return this.leader.pid;
+  }
+
+  /** The leader's process group. */
+  get pgid(): number {
+    return this.leader.pgid;
+  }
+
+  /** The leader's ChildProcess (specs reach it to simulate a lost exit event). */
+  private get child(): ChildProcess | undefined {
+    return this.leader.child;
+  }
+
+  /** How the task is contained: its own cgroup, its own group and session, or pids only. */
+  get containment(): Containment {
+    return this.leader.containment;
+  }
+
   /** Internal: starts the child. Called once by the supervisor. */
   start(): void {
-    const { reactor, cgroups } = this.deps;
-    this.cgroup = cgroups?.usable ? cgroups.create() : undefined;
-    if (this.cgroup) this.containment = 'cgroup';
-    const cg = this.cgroup;
-    // Read before the fork: every member's pid is allocated after this point (see pidsSince).
-    this.forksAtSpawn = readForkCountAtMost100msOld();
-    const spawned = spawnTask(
-      {
-        ...this.spec,
-        taskId: this.id,
-        ...(cg && cgroups ? { wrap: <T>(fork: () => T): T => cgroups.spawnInside(cg, fork) } : {}),
-      },
-      this.cookie,
-    );
-    if ('error' in spawned) {
-      queueMicrotask(() => this.failSpawn(spawned.error, spawned.status));
-      return;
-    }
-    const child = (this.child = spawned.child);
-    child.on('error', this.onChildError);
+    const { reactor } = this.deps;
+    const child = this.leader.spawn(this.cookie, {
+      spawnFailed: (error, status) => this.failSpawn(error, status),
+      exited: (code, signal, unobserved) => this.onLeaderExit(code, signal, unobserved),
+      childError: (err) => this.log('warning', `child process error: ${err.message}`),
+    });
+    if (!child) return;
     const onClosed = (): void => this.maybeSettle();
     const comms = createTaskChannel(this, reactor, this.deps.handlers, this.deps.comms, () => this.io, onClosed);
     this.channel = comms.channel;
-    this.io = wireTaskIO(this, reactor, child, this.spec, onClosed, { log: this.tlog, comms: comms.hooks });
-    if (child.pid === undefined) return; // 'error' follows on the next tick.
-    this.pid = child.pid;
-    const st = readStat(child.pid);
-    this.startTime = st?.startTime ?? 0;
-    this.pgid = st?.pgid ?? (this.spec.isolate ? child.pid : this.deps.signaller.ownPgid);
-    child.once('exit', (code, signal) => this.onLeaderExit(code, signal, false));
+    this.io = wireTaskIO(this, reactor, child, this.spec, onClosed, { log: this.records.log, comms: comms.hooks });
+    const pid = this.leader.pid;
+    if (pid === undefined) return; // 'error' follows on the next tick.
     if (this.spec.timeoutMs > 0) this.timeoutTimer = reactor.timer(this.id, this.spec.timeoutMs, () => this.terminate('timeout'));
-    watchExit(reactor, this.id, child.pid, this.startTime, this.spec.exitCheckMs, () => this.leaderExited, () => {
-      this.error = new WardenError('ERR_EXIT_UNOBSERVED', `the task's process ${this.pid} is gone but its exit was never reported (reaped elsewhere); its exit status is unknown.`);
-      this.log('warning', this.error.message);
-      this.onLeaderExit(null, null, true);
-    });
     this.control = openStartupGate(this, this.deps.controlPlane);
-    const info = { pid: child.pid, pgid: this.pgid, containment: this.containment, cookie: this.cookie };
+    const info = { pid, pgid: this.pgid, containment: this.containment, cookie: this.cookie };
     // Emitted on the next microtask so that listeners attached right after start() see it.
     queueMicrotask(() => {
       if (this.phase !== 'settled') this.emit('spawn', info);
@@ -166,8 +152,6 @@ export class Task extends EventEmitter<TaskEvents> {
   end(): void {
     this.io?.endStdin();
   }
-
-  private graceCut = false;
 
   /**
    * Skips what is left of the grace period of a running teardown (SIGKILL within one poll
@@ -216,50 +200,32 @@ export class Task extends EventEmitter<TaskEvents> {
 
   /** Registers a value masked as `***` in every record of this task's log. */
   maskSecret(value: string): void {
-    if (typeof value !== 'string' || value.length === 0) return;
-    if (this.secrets.size >= MAX_SECRETS) return;
-    this.secrets.add(value);
-    this.tlog.masker.add(value);
-    this.emit('secret', value);
+    this.records.maskSecret(value);
   }
 
-  /** A supervisor-authored record about this task. */
-  log(level: LogLevel, event: string, fields: Record<string, unknown> = {}): void {
-    const record = wardenOnly(level, event, { task: this.id, ...fields });
-    // Masked here too: `record` listeners see what the log shows, never a registered secret.
-    this.emit('record', this.tlog.masker.size > 0 ? (this.tlog.masker.maskRecord(record) as WardenRecord) : record);
-    this.tlog.record(record);
+  /** A supervisor-authored record about this task (built only when someone receives it). */
+  log(level: LogLevel, event: string, fields?: Record<string, unknown>): void {
+    this.records.warden(level, event, fields);
   }
 
   private setReason(reason: TerminationReason): void {
     if (this.reason === undefined) this.reason = reason;
   }
 
-  private onChildError = (err: Error): void => {
-    if (this.pid === undefined && !this.leaderExited) {
-      const f = spawnFailure(this.spec.command, err);
-      this.failSpawn(f.error, f.status);
-      return;
-    }
-    this.log('warning', `child process error: ${err.message}`);
-  };
-
   private failSpawn(error: WardenError, status: number): void {
     if (this.phase === 'settled') return;
     this.setReason('spawn-failed');
     this.error = error;
     this.spawnStatus = status;
-    this.leaderExited = true;
     this.log('error', error.message, { code: error.code });
     this.settle();
   }
 
   private onLeaderExit(code: number | null, signal: NodeJS.Signals | null, unobserved: boolean): void {
-    if (this.leaderExited) return;
-    this.leaderExited = true;
-    if (this.pid !== undefined) this.deps.signaller.markReaped(this.pid);
-    this.exitCode = code;
-    this.exitSignal = signal;
+    if (unobserved) {
+      this.error = new WardenError('ERR_EXIT_UNOBSERVED', `the task's process ${this.pid} is gone but its exit was never reported (reaped elsewhere); its exit status is unknown.`);
+      this.log('warning', this.error.message);
+    }
     this.deps.reactor.cancelTimer(this.id, this.timeoutTimer);
     this.setReason('exited');
     if (!unobserved) this.emit('exit', { exitCode: code, signal });
@@ -286,7 +252,7 @@ export class Task extends EventEmitter<TaskEvents> {
   }
 
   private afterLeaderOrLadder(): void {
-    if (this.teardown.state === 'running' || !this.leaderExited) return;
+    if (this.teardown.state === 'running' || !this.leader.exited) return;
     if (this.io && this.io.openPipes() > 0 && this.drainTimer === undefined && !this.drainExpired) {
       this.drainTimer = this.deps.reactor.timer(this.id, this.spec.drainMs, () => {
         this.drainExpired = true;
@@ -297,7 +263,7 @@ export class Task extends EventEmitter<TaskEvents> {
   }
 
   private maybeSettle(): void {
-    if (this.phase === 'settled' || !this.leaderExited) return;
+    if (this.phase === 'settled' || !this.leader.exited) return;
     if (this.teardown.state === 'running') return;
     if (this.io && this.io.openPipes() > 0 && !this.drainExpired) return;
     this.settle();
@@ -306,47 +272,27 @@ export class Task extends EventEmitter<TaskEvents> {
   private settle(): void {
     if (this.phase === 'settled') return;
     this.phase = 'settled';
-    const forced = this.io ? this.io.release() : this.deps.reactor.releaseTask(this.id);
-    const pipesForceClosed = forced.some((n) => n !== 'stdin');
-    if (pipesForceClosed) this.log('warning', `pipes force-closed ${this.spec.drainMs} ms after the leader exited (held open by a process outside warden's reach)`, { pipes: forced });
-    this.child?.removeListener('error', this.onChildError);
-    const survivors = this.teardown.countSurvivors();
-    if (this.cgroup && (survivors > 0 || !(this.deps.cgroups?.recycle(this.cgroup) ?? this.cgroup.remove()))) this.deps.keepCgroup(this.cgroup);
-    const result = buildResult({
-      taskId: this.id,
-      reason: this.reason ?? 'exited',
-      exitCode: this.exitCode,
-      signal: this.exitSignal,
-      status: this.spawnStatus ?? shellStatus(this.exitCode, this.exitSignal),
-      pid: this.pid,
-      containment: this.containment,
-      durationMs: performance.now() - this.t0,
-      survivors,
-      pipesForceClosed,
-      report: this.teardown.report,
+    settleTask({
+      id: this.id,
+      spec: this.spec,
+      deps: this.deps,
+      leader: this.leader,
+      teardown: this.teardown,
+      io: this.io,
+      records: this.records,
+      channel: this.channel,
+      control: this.control,
+      reason: this.reason,
       error: this.error,
-    });
-    this.abort.abort(withoutStack(() => new WardenError('ERR_CHANNEL_CLOSED', `task ${this.id} ended (${result.reason})`)));
-    if (this.pid !== undefined) {
-      const record = { ...exitDiagnostic(this.exitCode, this.exitSignal, this.teardown.report, pipesForceClosed, this.spec.drainMs), task: this.id } as WardenRecord;
-      this.emit('record', record);
-      this.tlog.record(record);
-    }
-    const finish = (final: TaskResult): void => {
-      void this.tlog.close().then(() => {
-        const logErrors = this.tlog.errors.map((e) => e.message);
+      spawnStatus: this.spawnStatus,
+      startedAt: this.t0,
+      log: (level, event, fields) => this.log(level, event, fields),
+      abortSignal: () => this.abort.abort(),
+      done: (result) => {
         this.deps.onSettled(this);
-        const out = logErrors.length > 0 ? { ...final, logErrors } : final;
-        this.emit('settled', out);
-        this.resolveResult(out);
-      });
-    };
-    if (this.control) {
-      void this.control.finalize(result).then(finish, () => finish(result));
-    } else finish(result);
+        this.emit('settled', result);
+        this.resolveResult(result);
+      },
+    });
   }
-}
-
-function wardenOnly(level: LogLevel, event: string, fields: Record<string, unknown>): WardenRecord {
-  return { timestamp: new Date().toISOString(), level, logger: 'warden', event, ...fields };
 }
