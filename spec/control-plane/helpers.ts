@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { expect } from 'vitest';
 import { startReferenceControlPlane, type ReferenceControlPlane, type ReferenceControlPlaneOptions } from '../../lib/control-plane/reference-server.js';
 
@@ -65,3 +66,28 @@ export async function call(
 }
 
 export const START = { hostname: 'host-a', unixname: 'user', pid: 4242, start_date: '2025-01-01T00:00:00Z' };
+
+export const HB = { hostname: START.hostname, pid: START.pid };
+export const RUN = { state: 'running', ...START };
+
+/** Creates task instance `id` and starts it (state running). */
+export async function runningTi(cp: ReferenceControlPlane, id = 'ti-1', extra: Record<string, unknown> = {}): Promise<void> {
+  expect((await call(cp, 'POST', '/admin/task-instances', { body: { id, ...extra } })).status).toBe(201);
+  expect((await call(cp, 'PATCH', `/execution/task-instances/${id}/run`, { body: RUN })).status).toBe(200);
+}
+
+/** A raw request with node:http, for bodies fetch will not send (chunked, no content-length). */
+export function rawRequest(cp: ReferenceControlPlane, method: string, path: string, chunks: string[]): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  return new Promise((resolve, reject) => {
+    const req = request(`${cp.url}${path}`, { method, agent: false, headers: { authorization: `Bearer ${cp.token}`, 'transfer-encoding': 'chunked' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : null }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    for (const chunk of chunks) req.write(chunk);
+    req.end();
+  });
+}

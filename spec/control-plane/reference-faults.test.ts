@@ -3,33 +3,8 @@ import { request } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { describe, expect, test } from 'vitest';
 import { runControlPlaneCommand } from '../../lib/cli/control-plane-command.js';
-import { ReferenceStore } from '../../lib/control-plane/reference-store.js';
 import { startReferenceControlPlane, type ReferenceControlPlane } from '../../lib/control-plane/reference-server.js';
-import { START, TOKEN, call, expectBaseline, settledBaseline, withControlPlane } from './helpers.js';
-
-const HB = { hostname: START.hostname, pid: START.pid };
-const RUN = { state: 'running', ...START };
-
-async function runningTi(cp: ReferenceControlPlane, id = 'ti-1', extra: Record<string, unknown> = {}): Promise<void> {
-  expect((await call(cp, 'POST', '/admin/task-instances', { body: { id, ...extra } })).status).toBe(201);
-  expect((await call(cp, 'PATCH', `/execution/task-instances/${id}/run`, { body: RUN })).status).toBe(200);
-}
-
-/** A raw request with node:http, for bodies fetch will not send (chunked, no content-length). */
-function rawRequest(cp: ReferenceControlPlane, method: string, path: string, chunks: string[]): Promise<{ status: number; body: any }> {
-  return new Promise((resolve, reject) => {
-    const req = request(`${cp.url}${path}`, { method, agent: false, headers: { authorization: `Bearer ${cp.token}`, 'transfer-encoding': 'chunked' } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : null }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    for (const chunk of chunks) req.write(chunk);
-    req.end();
-  });
-}
+import { HB, RUN, TOKEN, call, expectBaseline, runningTi, settledBaseline, withControlPlane } from './helpers.js';
 
 describe('reference control plane: faults', () => {
   test('500 for N matching calls, then normal; admin calls never faulted', () => withControlPlane(async (cp) => {
