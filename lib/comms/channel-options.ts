@@ -1,5 +1,6 @@
 import { WardenError } from '../errors.js';
 import type { CommsLog, HandlerRegistry } from './handlers.js';
+import type { DeadlineTimers } from './inflight-requests.js';
 import { DEFAULT_MAX_FRAME_BYTES, DEFAULT_REQUEST_TIMEOUT_MS } from './protocol.js';
 
 /** What the socket's owner (the reactor) lends a channel. The channel never touches the socket itself. */
@@ -47,6 +48,8 @@ export interface CommsChannelOptions<C = unknown> {
   log?: CommsLog;
   /** Passed to handlers as `ctx.context`. */
   context?: C;
+  /** Where the handler-deadline timer lives. Default: an unref'd setTimeout per channel. */
+  timers?: DeadlineTimers;
 }
 
 export interface CommsStats {

@@ -63,13 +63,18 @@ export class InflightTable<C> {
   readonly timeoutMs: number;
   readonly #onExpired: (req: InflightRequest<C>) => void;
   readonly #requests = new Map<number, InflightRequest<C>>();
-  #timer: NodeJS.Timeout | undefined;
+  readonly #timers: DeadlineTimers;
+  #timer: unknown;
   #cleared = false;
 
-  /** `timeoutMs`: 0 = requests never expire. `onExpired` must not throw. */
-  constructor(timeoutMs: number, onExpired: (req: InflightRequest<C>) => void) {
+  /**
+   * `timeoutMs`: 0 = requests never expire. `onExpired` must not throw. `timers`: where the one
+   * deadline timer lives (the supervisor passes its reactor's wheel); default an unref'd setTimeout.
+   */
+  constructor(timeoutMs: number, onExpired: (req: InflightRequest<C>) => void, timers: DeadlineTimers = unrefTimers) {
     this.timeoutMs = timeoutMs;
     this.#onExpired = onExpired;
+    this.#timers = timers;
   }
 
   get size(): number {
@@ -103,7 +108,7 @@ export class InflightTable<C> {
   /** Empties the table for good and returns what was in flight. */
   clear(): InflightRequest<C>[] {
     this.#cleared = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.#timers.clear(this.#timer);
     this.#timer = undefined;
     const all = [...this.#requests.values()];
     this.#requests.clear();
@@ -116,7 +121,7 @@ export class InflightTable<C> {
     const first = this.#requests.values().next();
     if (first.done) return;
     const delayMs = Math.max(1, Math.ceil(first.value.deadline - performance.now()));
-    this.#timer = setTimeout(this.#fire, delayMs).unref();
+    this.#timer = this.#timers.set(delayMs, this.#fire);
   }
 
   readonly #fire = (): void => {
@@ -135,3 +140,14 @@ export class InflightTable<C> {
     this.#arm();
   };
 }
+
+/** A one-shot timer source for handler deadlines. */
+export interface DeadlineTimers {
+  set(delayMs: number, cb: () => void): unknown;
+  clear(handle: unknown): void;
+}
+
+const unrefTimers: DeadlineTimers = {
+  set: (delayMs, cb) => setTimeout(cb, delayMs).unref(),
+  clear: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};

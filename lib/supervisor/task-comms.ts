@@ -65,6 +65,11 @@ export function createTaskChannel(
     ...settings,
     log: (level, event, fields) => task.log(level, event, fields),
     context: { task, maskSecret: (value: string) => task.maskSecret(value) },
+    // Handler deadlines are task timers on the supervisor's wheel, released with the task.
+    timers: {
+      set: (delayMs, cb) => reactor.timer(task.id, delayMs, cb),
+      clear: (id) => reactor.cancelTimer(task.id, id as number),
+    },
   });
   return {
     channel,
