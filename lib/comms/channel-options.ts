@@ -17,6 +17,16 @@ export interface ChannelIO {
   close(why: string): void;
 }
 
+/** What the log says when a channel closes for good on a protocol error. */
+export const CLOSED_NOTE = 'the channel is closed and the task goes on without comms';
+
+/**
+ * Records per kind of per-request event (`comms.bad-request`, `comms.busy`, ...) a channel writes;
+ * beyond it they are only counted (`errors` in `comms.closed`), so a misbehaving task cannot
+ * flood its own log through the supervisor.
+ */
+export const MAX_NOTES_PER_EVENT = 10;
+
 export interface CommsChannelOptions<C = unknown> {
   io: ChannelIO;
   taskId: string;

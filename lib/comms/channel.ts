@@ -4,7 +4,7 @@
  * `onData` / `onDrain` / `onEnd` calls.
  */
 import { WardenError } from '../errors.js';
-import { resolveChannelOptions, type ChannelIO, type CommsChannelOptions, type CommsStats } from './channel-options.js';
+import { CLOSED_NOTE, MAX_NOTES_PER_EVENT, resolveChannelOptions, type ChannelIO, type CommsChannelOptions, type CommsStats } from './channel-options.js';
 import { encodeFrame, FrameDecoder, type FrameMalformed, type FrameTooLarge, type FrameVisitor } from './frame-codec.js';
 import { boundedLog, safeLog, type CommsLog, type CommsLogLevel, type Handler, type HandlerRegistry } from './handlers.js';
 import { ChunkReader } from './chunk-reader.js';
@@ -13,15 +13,8 @@ import { STARTUP_FRAME_ID, STARTUP_TYPE, type ErrorBody, type RequestBody, type 
 import { clip, errorMessage, parseRequest, refusal } from './request-parse.js';
 import { ResponseWriter } from './response-writer.js';
 
-export type { ChannelIO, CommsChannelOptions, CommsStats } from './channel-options.js';
+export { MAX_NOTES_PER_EVENT, type ChannelIO, type CommsChannelOptions, type CommsStats } from './channel-options.js';
 
-const CLOSED_NOTE = 'the channel is closed and the task goes on without comms';
-/**
- * Records per kind of per-request event (`comms.bad-request`, `comms.busy`, ...) a channel writes;
- * beyond it they are only counted (`errors` in `comms.closed`), so a misbehaving task cannot
- * flood its own log through the supervisor.
- */
-export const MAX_NOTES_PER_EVENT = 10;
 
 /**
  * Invariants:

@@ -1,5 +1,6 @@
 import pRetry from 'p-retry';
 import { WardenError } from '../errors.js';
+import { invalid, number, checkProcess, integer, segment, xcomPath, isoDate } from './client-args.js';
 import { ControlPlaneError } from './errors.js';
 import { attempt, type AttemptResponse } from './http-attempt.js';
 import type {
@@ -257,47 +258,4 @@ export class ControlPlaneClient {
     }
     return error;
   }
-}
-
-function invalid(message: string): WardenError {
-  return new WardenError('ERR_INVALID_OPTION', `ControlPlaneClient: ${message}.`);
-}
-
-function number(name: string, value: number | undefined, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
-    throw invalid(`${name} must be a finite number >= ${min}, got ${String(value)}`);
-  }
-  return value;
-}
-
-function checkProcess(body: unknown, names: string[]): void {
-  const b = body as Record<string, unknown> | null;
-  if (b === null || typeof b !== 'object') throw invalid('body must be an object');
-  for (const name of names) if (typeof b[name] !== 'string') throw invalid(`${name} must be a string`);
-  if (!Number.isSafeInteger(b.pid)) throw invalid(`pid must be an integer, got ${String(b.pid)}`);
-}
-
-function integer(name: string, value: number): number {
-  if (!Number.isSafeInteger(value)) throw invalid(`${name} must be an integer, got ${String(value)}`);
-  return value;
-}
-
-/** Encodes one path segment; rejects what cannot name a resource. */
-function segment(name: string, value: string): string {
-  if (typeof value !== 'string' || value === '') throw invalid(`${name} must be a non-empty string, got ${JSON.stringify(value)}`);
-  return encodeURIComponent(value);
-}
-
-function xcomPath(dagId: string, runId: string, taskId: string, key: string): string {
-  return `xcoms/${segment('dagId', dagId)}/${segment('runId', runId)}/${segment('taskId', taskId)}/${segment('key', key)}`;
-}
-
-function isoDate(value: string | Date): string {
-  if (value instanceof Date) {
-    if (Number.isNaN(value.getTime())) throw invalid('date is an invalid Date');
-    return value.toISOString();
-  }
-  if (typeof value !== 'string' || value === '') throw invalid(`date must be a Date or an ISO 8601 string, got ${JSON.stringify(value)}`);
-  return value;
 }

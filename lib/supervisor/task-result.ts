@@ -1,21 +1,12 @@
 import type { WardenError } from '../errors.js';
 import { exitRecord, type LogRecord } from '../logs/records.js';
-import type { Containment, TaskResult, TaskState, TeardownReport, TerminationReason } from './types.js';
+import type { TaskResult, TaskState, TeardownReport } from './types.js';
 
-export interface ResultInput {
-  taskId: string;
-  reason: TerminationReason;
-  exitCode: number | null;
-  signal: NodeJS.Signals | null;
-  status: number | null;
-  pid: number | undefined;
-  containment: Containment;
-  durationMs: number;
-  survivors: number;
-  pipesForceClosed: boolean;
+/** What the result is made of: its own fields, less those derived from the teardown report. */
+export type ResultInput = Pick<TaskResult, 'taskId' | 'reason' | 'exitCode' | 'signal' | 'status' | 'pid' | 'containment' | 'durationMs' | 'survivors' | 'pipesForceClosed'> & {
   report: TeardownReport | null;
   error: WardenError | null;
-}
+};
 
 /**
  * The result without a control plane: success only when the leader exited on its own with 0;

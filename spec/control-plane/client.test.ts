@@ -4,21 +4,12 @@ import { ControlPlaneClient, type ControlPlaneClientOptions } from '../../lib/co
 import { ControlPlaneError } from '../../lib/control-plane/errors.js';
 import { startReferenceControlPlane, type ReferenceControlPlane } from '../../lib/control-plane/reference-server.js';
 import { WardenError } from '../../lib/errors.js';
-import { START, TOKEN, expectBaseline, settledBaseline, withControlPlane } from './helpers.js';
+import { START, TOKEN, expectBaseline, settledBaseline, rejection, withControlPlane } from './helpers.js';
 
 const HB = { hostname: START.hostname, pid: START.pid };
 
 function clientFor(cp: ReferenceControlPlane, options: Partial<ControlPlaneClientOptions> = {}): ControlPlaneClient {
   return new ControlPlaneClient({ baseUrl: cp.url, token: cp.token, minRetryMs: 1, maxRetryMs: 5, requestTimeoutMs: 2000, ...options });
-}
-
-async function rejection(promise: Promise<unknown>): Promise<any> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
 }
 
 async function running(cp: ReferenceControlPlane, client: ControlPlaneClient, id = 'ti-1'): Promise<void> {

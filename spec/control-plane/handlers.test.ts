@@ -4,7 +4,7 @@ import { defaultHandlers, TERMINAL_REQUEST_TYPES, type DefaultHandlerContext } f
 import { isSensitiveName } from '../../lib/control-plane/sensitive-names.js';
 import type { ReferenceControlPlane } from '../../lib/control-plane/reference-server.js';
 import type { FinishBody, TerminalStateName } from '../../lib/control-plane/types.js';
-import { START, withControlPlane } from './helpers.js';
+import { START, rejection, withControlPlane } from './helpers.js';
 
 const TI = { id: 'ti-1', dagId: 'dag', runId: 'run', taskId: 'me', mapIndex: 2 };
 
@@ -16,15 +16,6 @@ function setup(cp: ReferenceControlPlane) {
   const ctx: DefaultHandlerContext = { signal: new AbortController().signal, taskId: 'task-1', maskSecret: (v) => void masked.push(v) };
   cp.store.createTaskInstance({ id: TI.id, dag_id: TI.dagId, run_id: TI.runId, task_id: TI.taskId, map_index: TI.mapIndex });
   return { client, handlers, ctx, reported, masked };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<any> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('default comms handlers', () => {

@@ -91,3 +91,13 @@ export function rawRequest(cp: ReferenceControlPlane, method: string, path: stri
     req.end();
   });
 }
+
+/** The error a promise rejects with; throws when it resolves. */
+export async function rejection(promise: Promise<unknown>): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
