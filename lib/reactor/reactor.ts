@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { TimerWheel, type TimerId } from './timer-wheel.js';
 
@@ -27,7 +28,7 @@ export interface StreamReg {
 }
 
 interface TaskHandles {
-  streams: Map<string, StreamReg & { listeners: Array<[string, (...a: any[]) => void]> }>;
+  streams: Map<string, StreamReg & { listeners: Array<[string, (...a: any[]) => void]>; fail: (err: Error) => void }>;
   timers: Set<TimerId>;
 }
 
@@ -58,18 +59,19 @@ export class Reactor {
   addStream(taskId: string, name: string, stream: Stream, handlers: StreamHandlers): StreamReg {
     const handles = this.handlesOf(taskId);
     if (handles.streams.has(name)) throw new Error(`reactor: stream ${name} already registered for ${taskId}`);
-    const reg = { taskId, name, stream, released: false, ended: false, pausedBy: new Set<string>(), listeners: [] as Array<[string, (...a: any[]) => void]> };
+    const fail = (err: Error): void => {
+      if (reg.released) return;
+      handlers.error?.(err);
+      this.release(reg);
+    };
+    const reg = { taskId, name, stream, released: false, ended: false, pausedBy: new Set<string>(), listeners: [] as Array<[string, (...a: any[]) => void]>, fail };
     const on = (event: string, fn: (...a: any[]) => void): void => {
       reg.listeners.push([event, fn]);
       stream.on(event, fn);
     };
     // The error sink is attached first and never removed by us: it outlives release (invariant 2).
     stream.on('error', noop);
-    on('error', (err: Error) => {
-      if (reg.released) return;
-      handlers.error?.(err);
-      this.release(reg);
-    });
+    on('error', fail);
     if (handlers.data) {
       const data = handlers.data;
       on('data', (chunk: Buffer) => {
@@ -105,10 +107,35 @@ export class Reactor {
     if (reg.pausedBy.size === 0) (reg.stream as Readable).resume();
   }
 
-  /** Writes to a registered writable stream; false when released or when the buffer is full. */
+  /**
+   * Writes to a registered writable stream; false when released or when the buffer is full.
+   *
+   * A buffer written while the stream holds nothing queued goes straight to its descriptor with
+   * one write(2): the bytes cannot overtake earlier ones, and the stream machinery (a write
+   * request, its callback, the afterWrite tick) is skipped on the path every comms answer takes.
+   * What the socket does not take at once (EAGAIN, a short write) goes through the stream as
+   * before. A failure (EPIPE, ECONNRESET) is reported as the stream's `error` handler would be,
+   * on a later microtask (never inside the caller's write), and the stream is released.
+   */
   write(reg: StreamReg, chunk: Buffer | string): boolean {
     if (reg.released || reg.stream.destroyed) return false;
-    return (reg.stream as Writable).write(chunk);
+    const w = reg.stream as Writable;
+    const fd = typeof chunk === 'string' || w.writableLength !== 0 || w.writableEnded ? -1 : fdOf(w);
+    if (fd < 0) return w.write(chunk);
+    let written: number;
+    try {
+      written = writeSync(fd, chunk as Buffer);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') {
+        const fail = this.tasks.get(reg.taskId)?.streams.get(reg.name)?.fail;
+        if (fail) queueMicrotask(() => fail(err as Error));
+        else w.destroy(err as Error);
+        return false;
+      }
+      written = 0;
+    }
+    if (written === chunk.length) return true;
+    return w.write(written === 0 ? chunk : (chunk as Buffer).subarray(written));
   }
 
   /** Ends the writable side (stdin) without releasing the handle's reading side. */
@@ -199,3 +226,12 @@ export class Reactor {
 }
 
 function noop(): void {}
+
+/**
+ * The descriptor under a stream created by child_process (a libuv pipe handle), or -1 when it
+ * has none to write to directly (no handle yet, closed, or not a libuv stream).
+ */
+function fdOf(stream: Writable): number {
+  const fd = (stream as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : -1;
+}

@@ -34,6 +34,11 @@ export interface MemberQuery {
    * /proc plus a few reads instead of a read per process.
    */
   forksAtSpawn?: number;
+  /**
+   * Pids that cannot be members (the supervisor's leaders forked after this one, SpawnLedger),
+   * skipped without a read where the range since the leader is known.
+   */
+  notMember?: (pid: number) => boolean;
 }
 
 const selfPid = process.pid;
@@ -59,7 +64,7 @@ export function findMembers(q: MemberQuery): Member[] {
     return [...found.values()];
   }
 
-  const table = q.forksAtSpawn === undefined ? scanStats() : statsSince(q.rootPid, q.forksAtSpawn);
+  const table = q.forksAtSpawn === undefined ? scanStats() : statsSince(q.rootPid, q.forksAtSpawn, q.notMember);
   const children = new Map<number, number[]>();
   for (const st of table.values()) {
     let list = children.get(st.ppid);

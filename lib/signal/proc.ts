@@ -241,14 +241,18 @@ const DIRECT_SPAN = 64;
  * `pidsSince`). A short range is read pid by pid, skipping the listing of /proc (a thread's
  * /proc entry answers too, so each hit is checked to be a thread group leader); a long one lists
  * /proc and reads only the pids in range; an unknown one reads every process.
+ *
+ * `skip` names pids in the range that the caller knows are not wanted (see SpawnLedger); it is
+ * consulted only when the range is known, since only then is a pid in it handed out once.
  */
-export function statsSince(firstPid: number, forksAtFirst: number | undefined): Map<number, ProcStat> {
+export function statsSince(firstPid: number, forksAtFirst: number | undefined, skip?: (pid: number) => boolean): Map<number, ProcStat> {
   const span = spanSince(firstPid, forksAtFirst);
   if (span === undefined) return scanStats();
-  if (span > DIRECT_SPAN) return scanStats((pid) => (pid - firstPid + pidMax) % pidMax <= span);
+  if (span > DIRECT_SPAN) return scanStats((pid) => (pid - firstPid + pidMax) % pidMax <= span && !(skip && pid !== firstPid && skip(pid)));
   const table = new Map<number, ProcStat>();
   for (let i = 0; i <= span; i++) {
     const pid = ((firstPid + i - 1) % pidMax) + 1;
+    if (skip && i > 0 && skip(pid)) continue;
     // A missing pid is the common case; existsSync answers it without an exception.
     if (!existsSync(`/proc/${pid}/stat`)) continue;
     const text = readProcText(`/proc/${pid}/stat`);

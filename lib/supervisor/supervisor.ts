@@ -4,6 +4,7 @@ import { Reactor } from '../reactor/reactor.js';
 import { CgroupTier, type TaskCgroup } from '../signal/cgroup.js';
 import { isLinux, platformName } from '../signal/proc.js';
 import { Signaller } from '../signal/signaller.js';
+import { SpawnLedger } from '../signal/spawn-ledger.js';
 import { ControlPlaneClient } from '../control-plane/client.js';
 import { HandlerRegistry, type Handler, type HandlerContext } from '../comms/handlers.js';
 import { defaultHandlers } from '../control-plane/handlers.js';
@@ -98,6 +99,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       controlPlane: this.controlPlane,
       reactor: this.reactor,
       signaller: this.signaller,
+      ledger: new SpawnLedger(),
       cgroups: this.cgroups,
       onSettled: (t) => this.onSettled(t),
       keepCgroup: (cg) => this.keepForRemoval(cg),

@@ -35,6 +35,8 @@ export class TaskLeader {
   startTime = 0;
   pgid = 0;
   forksAtSpawn: number | undefined;
+  /** The leader's number in the supervisor's SpawnLedger (0 until forked). */
+  spawnSeq = 0;
   cgroup: TaskCgroup | undefined;
   containment: Containment;
   exited = false;
@@ -79,6 +81,7 @@ export class TaskLeader {
     child.on('error', this.onChildError);
     if (child.pid === undefined) return child; // 'error' follows on the next tick.
     const pid = (this.pid = child.pid);
+    this.spawnSeq = deps.ledger.record(pid);
     const st = readStat(pid);
     this.startTime = st?.startTime ?? 0;
     this.pgid = st?.pgid ?? (spec.isolate ? pid : deps.signaller.ownPgid);

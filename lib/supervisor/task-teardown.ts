@@ -13,7 +13,7 @@ export interface TeardownHost {
   spec: ResolvedSpec;
   cookie: string;
   deps: TaskDeps;
-  leader(): { pid: number | undefined; startTime: number; pgid: number; exited: boolean; forksAtSpawn: number | undefined };
+  leader(): { pid: number | undefined; startTime: number; pgid: number; exited: boolean; forksAtSpawn: number | undefined; spawnSeq: number };
   cgroup(): TaskCgroup | undefined;
   containment(): Containment;
   graceCut(): boolean;
@@ -40,13 +40,14 @@ export class TaskTeardown {
   constructor(private readonly host: TeardownHost) {}
 
   query(): MemberQuery {
-    const { pid, startTime, pgid, forksAtSpawn } = this.host.leader();
+    const { pid, startTime, pgid, forksAtSpawn, spawnSeq } = this.host.leader();
     const cgroup = this.host.cgroup();
+    const ledger = this.host.deps.ledger;
     return {
       rootPid: pid ?? -1,
       rootStartTime: startTime,
       pgid,
-      ...(pid !== undefined && forksAtSpawn !== undefined ? { forksAtSpawn } : {}),
+      ...(pid !== undefined && forksAtSpawn !== undefined ? { forksAtSpawn, notMember: (p: number) => ledger.forkedAfter(spawnSeq, p) } : {}),
       isolated: this.host.spec.isolate,
       cookie: (this.cookieEntry ??= Buffer.from(`${COOKIE_NAME}=${this.host.cookie}`)),
       ...(cgroup ? { cgroup, skipCookieScan: true } : {}),

@@ -3,6 +3,7 @@ import type { LogRecord } from '../logs/records.js';
 import type { Reactor } from '../reactor/reactor.js';
 import type { CgroupTier, TaskCgroup } from '../signal/cgroup.js';
 import type { Signaller } from '../signal/signaller.js';
+import type { SpawnLedger } from '../signal/spawn-ledger.js';
 import type { CommsSettings, TaskHandlerContext } from './task-comms.js';
 import type { ControlPlaneSettings } from './task-control-plane.js';
 import type { Task } from './task.js';
@@ -39,6 +40,8 @@ export interface TaskEvents {
 export interface TaskDeps {
   reactor: Reactor;
   signaller: Signaller;
+  /** The leaders this supervisor forked, in order: member scans skip the later ones. */
+  ledger: SpawnLedger;
   cgroups: CgroupTier | undefined;
   /** A task cgroup that could not be removed yet (retried later). */
   keepCgroup(cg: TaskCgroup): void;

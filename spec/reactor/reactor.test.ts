@@ -96,4 +96,71 @@ describe('Reactor invariants', () => {
     expect(reactor.openStreams('t4')).toEqual([]);
     expect(reactor.releaseTask('t4')).toEqual([]);
   });
+
+  it('writes straight to the descriptor when nothing is queued, and keeps byte order when the socket fills', async () => {
+    const reactor = new Reactor();
+    // The child echoes fd 4 back on stdout, but only after it was told to start reading.
+    const c = child('read -r go <&4; echo ready >&2; cat <&4');
+    const sock = c.stdio[4] as Socket;
+    const received: Buffer[] = [];
+    let total = 0;
+    const n = 64;
+    const size = 64 * 1024; // 4 MiB in all: far more than a socket buffer holds
+    const done = new Promise<void>((resolve) => {
+      reactor.addStream('t5', 'stdout', c.stdout!, {
+        data: (b) => {
+          received.push(b);
+          total += b.length;
+          if (total === n * size) resolve();
+        },
+      });
+    });
+    reactor.addStream('t5', 'stderr', c.stderr!, {});
+    const comms = reactor.addStream('t5', 'comms', sock, {});
+    expect(reactor.write(comms, Buffer.from('go\n'))).toBe(true);
+    await once(c.stderr!, 'data');
+    let full = false;
+    for (let i = 0; i < n; i++) {
+      const accepted = reactor.write(comms, Buffer.alloc(size, i));
+      if (!accepted) full = true;
+    }
+    // Once the socket was full, writes queued in the stream, which the direct path must respect.
+    expect(full).toBe(true);
+    await done;
+    const all = Buffer.concat(received);
+    for (let i = 0; i < n; i++) expect(all[i * size]).toBe(i), expect(all[i * size + size - 1]).toBe(i);
+    c.kill('SIGKILL');
+    await once(c, 'exit');
+    reactor.releaseTask('t5');
+  });
+
+  it('reports a direct write to a closed peer through the error handler after the write returned, once, and releases the stream', async () => {
+    const reactor = new Reactor();
+    // The child closes its end of fd 4 and stays: the next write finds the peer gone (EPIPE).
+    const c = child('exec 4>&-; echo ready; sleep 300');
+    const sock = c.stdio[4] as Socket;
+    const errors: Error[] = [];
+    let inWrite = false;
+    const comms = reactor.addStream('t6', 'comms', sock, {
+      error: (e) => {
+        expect(inWrite).toBe(false);
+        errors.push(e);
+      },
+    });
+    reactor.pause(comms); // not reading: the write is what finds the peer gone
+    reactor.addStream('t6', 'stdout', c.stdout!, { data: () => {} });
+    reactor.addStream('t6', 'stderr', c.stderr!, {});
+    await once(c.stdout!, 'data');
+    inWrite = true;
+    expect(reactor.write(comms, Buffer.from('hello'))).toBe(false);
+    expect(reactor.write(comms, Buffer.from('again'))).toBe(false);
+    inWrite = false;
+    await new Promise<void>((resolve) => queueMicrotask(resolve));
+    expect(errors.map((e) => (e as NodeJS.ErrnoException).code)).toEqual(['EPIPE']);
+    expect(comms.released).toBe(true);
+    expect(reactor.write(comms, Buffer.from('late'))).toBe(false);
+    c.kill('SIGKILL');
+    await once(c, 'exit');
+    reactor.releaseTask('t6');
+  });
 });
