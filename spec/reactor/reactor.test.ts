@@ -136,8 +136,9 @@ describe('Reactor invariants', () => {
 
   it('reports a direct write to a closed peer through the error handler after the write returned, once, and releases the stream', async () => {
     const reactor = new Reactor();
-    // The child closes its end of fd 4 and stays: the next write finds the peer gone (EPIPE).
-    const c = child('exec 4>&-; echo ready; sleep 300');
+    // The child shuts down the reading side of its fd 4 and stays: our next write fails with
+    // EPIPE, while our own reading side sees no EOF (so the failure is the write's to report).
+    const c = child(`exec python3 -c 'import socket, sys, time; s = socket.socket(fileno=4); s.shutdown(socket.SHUT_RD); print("ready", flush=True); time.sleep(300)'`);
     const sock = c.stdio[4] as Socket;
     const errors: Error[] = [];
     let inWrite = false;
