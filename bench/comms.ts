@@ -61,7 +61,7 @@ async function wardenEcho(supervisor: Supervisor, mark: string, sequential: numb
 
 export async function runComms(quick: boolean): Promise<BenchReport> {
   const t0 = now();
-  const rounds = quick ? 1 : 5;
+  const rounds = quick ? 1 : 9;
   const sequential = quick ? 5_000 : 20_000;
   const burst = 200_000;
   const notes: string[] = [];

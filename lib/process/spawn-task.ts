@@ -1,7 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import { randomFillSync } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { WardenError, errnoCode } from '../errors.js';
+import { nativeSpawn, nativeSpawnAvailable } from './native-spawn.js';
 
 /** The environment cookie's name: fixed, so any tool can find a task's processes by it. */
 export const COOKIE_NAME = 'WARDEN_TASK';
@@ -19,11 +21,21 @@ export interface SpawnRequest {
   stdin: boolean;
   /** Runs the synchronous spawn; the cgroup tier wraps it to fork inside the task's cgroup. */
   wrap?: <T>(fork: () => T) => T;
+  /** Start through posix_spawn when the native spawner is built (default true). */
+  native?: boolean;
 }
 
-export interface Spawned {
-  child: ChildProcess;
-  cookie: string;
+/**
+ * What a task needs of its leader's process object; both child_process's ChildProcess and the
+ * native spawner's NativeChild provide it.
+ */
+export interface TaskChild {
+  readonly pid?: number | undefined;
+  readonly stdio: ReadonlyArray<Readable | Writable | null | undefined>;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  once(event: 'exit', listener: (code: number | null, signal: NodeJS.Signals | null) => void): unknown;
+  removeListener(event: 'error', listener: (err: Error) => void): unknown;
+  kill(signal?: NodeJS.Signals | number): boolean;
 }
 
 /** Random bytes of a cookie. */
@@ -79,7 +91,7 @@ export function childEnv(req: SpawnRequest, cookie: string): NodeJS.ProcessEnv {
  * Never throws for an OS failure: a missing command, a command that is not executable or a bad
  * cwd comes back as a WardenError with the shell's status (127 / 126).
  */
-export function spawnTask(req: SpawnRequest, cookie: string): { child: ChildProcess } | { error: WardenError; status: number } {
+export function spawnTask(req: SpawnRequest, cookie: string): { child: TaskChild } | { error: WardenError; status: number } {
   if (req.cwd !== undefined) {
     let isDir = false;
     try {
@@ -94,15 +106,17 @@ export function spawnTask(req: SpawnRequest, cookie: string): { child: ChildProc
       };
     }
   }
-  const fork = (): ChildProcess =>
-    spawn(req.command, req.args as string[], {
-      cwd: req.cwd,
-      env: childEnv(req, cookie),
-      detached: req.isolate,
-      stdio: [req.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
-      windowsHide: true,
-    });
-  let child: ChildProcess;
+  const fork = (): TaskChild =>
+    req.native !== false && nativeSpawnAvailable
+      ? nativeSpawn({ command: req.command, args: req.args, cwd: req.cwd, env: childEnv(req, cookie), setsid: req.isolate, stdin: req.stdin })
+      : spawn(req.command, req.args as string[], {
+          cwd: req.cwd,
+          env: childEnv(req, cookie),
+          detached: req.isolate,
+          stdio: [req.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
+          windowsHide: true,
+        });
+  let child: TaskChild;
   try {
     child = req.wrap ? req.wrap(fork) : fork();
   } catch (err) {

@@ -5,6 +5,7 @@ import { CgroupTier, type TaskCgroup } from '../signal/cgroup.js';
 import { isLinux, platformName } from '../signal/proc.js';
 import { Signaller } from '../signal/signaller.js';
 import { SpawnLedger } from '../signal/spawn-ledger.js';
+import { nativeSpawnAvailable } from '../process/native-spawn.js';
 import { ControlPlaneClient } from '../control-plane/client.js';
 import { HandlerRegistry, type Handler, type HandlerContext } from '../comms/handlers.js';
 import { defaultHandlers } from '../control-plane/handlers.js';
@@ -21,6 +22,13 @@ export interface SupervisorOptions {
    * cookie; `'group'` never uses cgroups.
    */
   containment?: 'auto' | 'group';
+  /**
+   * How tasks start: `'auto'` (default) through posix_spawn(3) when warden's native spawner was
+   * built at install (no copy of the supervisor's page tables per spawn: see README), else
+   * through child_process; `'node'` always through child_process. The child sees the same fds,
+   * environment, session and signal state either way.
+   */
+  spawner?: 'auto' | 'node';
   /** Bounds of each task's comms channel (fd 4). */
   comms?: CommsSettings;
   /**
@@ -72,6 +80,8 @@ export interface SupervisorEvents {
 export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly reactor: Reactor;
   readonly signaller: Signaller;
+  /** How this supervisor starts tasks: `'native'` (posix_spawn) or `'node'` (child_process). */
+  readonly spawner: 'native' | 'node';
   readonly tasks = new Map<string, Task>();
   private readonly cgroups: CgroupTier | undefined;
   private readonly leftoverCgroups = new Set<TaskCgroup>();
@@ -89,6 +99,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (!isLinux) throw new WardenError('ERR_UNSUPPORTED_PLATFORM', `warden supervises process trees through /proc and runs on Linux only; this is ${platformName}.`);
     const containment = options.containment ?? 'auto';
     if (containment !== 'auto' && containment !== 'group') throw new TypeError(`warden: containment must be 'auto' or 'group', got ${JSON.stringify(containment)}.`);
+    const spawner = options.spawner ?? 'auto';
+    if (spawner !== 'auto' && spawner !== 'node') throw new TypeError(`warden: spawner must be 'auto' or 'node', got ${JSON.stringify(spawner)}.`);
+    this.spawner = spawner === 'auto' && nativeSpawnAvailable ? 'native' : 'node';
     this.reactor = new Reactor((err) => this.log('error', `internal timer callback failed: ${(err as Error)?.message ?? String(err)}`));
     this.signaller = new Signaller((err) => this.log('error', err.message, { code: err.code }));
     this.cgroups = containment === 'auto' ? CgroupTier.detect() : undefined;
@@ -99,6 +112,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       controlPlane: this.controlPlane,
       reactor: this.reactor,
       signaller: this.signaller,
+      nativeSpawn: this.spawner === 'native',
       ledger: new SpawnLedger(),
       cgroups: this.cgroups,
       onSettled: (t) => this.onSettled(t),

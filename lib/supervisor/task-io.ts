@@ -1,4 +1,4 @@
-import type { ChildProcess } from 'node:child_process';
+import type { TaskChild } from '../process/spawn-task.js';
 import type { Readable } from 'node:stream';
 import { OutputPump } from '../process/output-pump.js';
 import type { Reactor, StreamReg } from '../reactor/reactor.js';
@@ -34,7 +34,7 @@ const OUTPUT = ['stdout', 'stderr', 'log', 'comms'] as const;
  * stdout and stderr to events, the spec's sinks and the task's log; fd 3 to the log; fd 4 to the
  * comms channel (read and discarded when there is none).
  */
-export function wireTaskIO(task: Task, reactor: Reactor, child: ChildProcess, spec: ResolvedSpec, onClosed: () => void, hooks: ChannelHooks): TaskIO {
+export function wireTaskIO(task: Task, reactor: Reactor, child: TaskChild, spec: ResolvedSpec, onClosed: () => void, hooks: ChannelHooks): TaskIO {
   const regs = new Map<string, StreamReg>();
   const pumps: OutputPump[] = [];
   const streams = child.stdio;

@@ -1,7 +1,6 @@
-import type { ChildProcess } from 'node:child_process';
 import type { WardenError } from '../errors.js';
 import { watchExit } from '../process/exit-backstop.js';
-import { spawnFailure, spawnTask } from '../process/spawn-task.js';
+import { spawnFailure, spawnTask, type TaskChild } from '../process/spawn-task.js';
 import type { TaskCgroup } from '../signal/cgroup.js';
 import { readForkCountAtMost100msOld, readStat } from '../signal/proc.js';
 import type { ResolvedSpec } from './options.js';
@@ -29,7 +28,7 @@ export interface LeaderEvents {
  * 3. The leader's pid is passed to the signaller as reaped as soon as its exit is seen.
  */
 export class TaskLeader {
-  child: ChildProcess | undefined;
+  child: TaskChild | undefined;
   pid: number | undefined;
   /** /proc start time of the leader (0 when it could not be read). */
   startTime = 0;
@@ -52,7 +51,7 @@ export class TaskLeader {
   }
 
   /** Forks the leader. Returns the child, or undefined when the spawn failed (reported later). */
-  spawn(cookie: string, events: LeaderEvents): ChildProcess | undefined {
+  spawn(cookie: string, events: LeaderEvents): TaskChild | undefined {
     this.events = events;
     const { spec, deps } = this;
     const cgroups = deps.cgroups;
@@ -69,6 +68,7 @@ export class TaskLeader {
         secretEnv: spec.secretEnv,
         isolate: spec.isolate,
         stdin: spec.stdin,
+        native: deps.nativeSpawn,
         ...(cg && cgroups ? { wrap: <T>(fork: () => T): T => cgroups.spawnInside(cg, fork) } : {}),
       },
       cookie,

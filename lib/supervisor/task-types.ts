@@ -40,6 +40,8 @@ export interface TaskEvents {
 export interface TaskDeps {
   reactor: Reactor;
   signaller: Signaller;
+  /** Start leaders through posix_spawn (the native spawner) rather than child_process. */
+  nativeSpawn: boolean;
   /** The leaders this supervisor forked, in order: member scans skip the later ones. */
   ledger: SpawnLedger;
   cgroups: CgroupTier | undefined;

@@ -1,4 +1,4 @@
-import type { ChildProcess } from 'node:child_process';
+import type { TaskChild } from '../process/spawn-task.js';
 import { EventEmitter } from 'eventemitter3';
 import { WardenError } from '../errors.js';
 import { makeCookie } from '../process/spawn-task.js';
@@ -109,8 +109,8 @@ export class Task extends EventEmitter<TaskEvents> {
     return this.leader.pgid;
   }
 
-  /** The leader's ChildProcess (specs reach it to simulate a lost exit event). */
-  private get child(): ChildProcess | undefined {
+  /** The leader's TaskChild (specs reach it to simulate a lost exit event). */
+  private get child(): TaskChild | undefined {
     return this.leader.child;
   }
 

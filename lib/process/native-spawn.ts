@@ -1,0 +1,191 @@
+/**
+ * The native spawner: tasks start through posix_spawn(3) (build/Release/warden_native.node,
+ * built from native/warden_native.c at install) instead of child_process.spawn.
+ *
+ * Why: libuv forks. A fork copies the page tables of the whole supervisor, and the parent then
+ * waits while the child tears that copy down in exec, so every spawn costs in proportion to the
+ * supervisor's memory and blocks its event loop meanwhile. glibc's posix_spawn starts the child
+ * with CLONE_VM | CLONE_VFORK: nothing is copied and the child execs at once (bench/spawn.ts
+ * measures both). Where the addon is missing (no compiler at install, another OS) or
+ * WARDEN_SPAWNER=node is set, tasks start through child_process as before; both paths give the
+ * child the same fds, environment, session and signal state.
+ *
+ * The child's exit is learnt from SIGCHLD: while native children live, a SIGCHLD listener
+ * reaps each of them by pid (waitpid(pid, WNOHANG)), never with waitpid(-1), so the statuses
+ * of children started elsewhere in the process (child_process, other libraries) are left alone.
+ */
+import { EventEmitter } from 'node:events';
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { Socket } from 'node:net';
+import { constants as osConstants } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { signalName } from '../signal/signals.js';
+
+interface Binding {
+  spawn(path: string, argv: string[], envp: string[], cwd: string | null, setsid: boolean, stdinPipe: boolean): number[];
+  reap(pid: number): [number, number] | null;
+}
+
+function load(): Binding | undefined {
+  if (process.platform !== 'linux' || process.env.WARDEN_SPAWNER === 'node') return undefined;
+  const require = createRequire(import.meta.url);
+  // The package root's build/Release, seen from dist/lib/process/ (the package) or lib/process/
+  // (the sources, under the spec runner).
+  for (const path of ['../../../build/Release/warden_native.node', '../../build/Release/warden_native.node']) {
+    try {
+      return require(path) as Binding;
+    } catch {
+      // not there: try the next
+    }
+  }
+  return undefined;
+}
+
+const binding = load();
+
+/** Whether tasks can start through posix_spawn here (the addon built and loaded). */
+export const nativeSpawnAvailable = binding !== undefined;
+
+export interface NativeSpawnRequest {
+  command: string;
+  args: readonly string[];
+  cwd: string | undefined;
+  /** Read with `for...in` (inherited keys too); undefined values are left out, as child_process does. */
+  env: NodeJS.ProcessEnv;
+  setsid: boolean;
+  stdin: boolean;
+}
+
+/** An error of the kind child_process gives for a failed spawn: `code` is the errno name. */
+export class NativeSpawnError extends Error {
+  constructor(
+    readonly code: string,
+    readonly errno: number,
+    command: string,
+  ) {
+    super(`spawn ${command} ${code}`);
+    this.name = 'Error';
+  }
+}
+
+/**
+ * The part of a ChildProcess a task uses: `pid`, `stdio` (fd 0 is null unless stdin is a pipe),
+ * `exit(code, signal)` once, and `kill(signal)`.
+ */
+export class NativeChild extends EventEmitter {
+  readonly stdio: Array<Socket | null>;
+  exitCode: number | null = null;
+  signalCode: NodeJS.Signals | null = null;
+
+  constructor(
+    readonly pid: number,
+    fds: number[],
+  ) {
+    super();
+    this.stdio = fds.map((fd, i) => (fd < 0 ? null : new Socket({ fd, readable: i !== 0, writable: i === 0 || i >= 3 })));
+  }
+
+  get stdin(): Socket | null {
+    return this.stdio[0] ?? null;
+  }
+
+  /** Sends `signal` to the child, unless it was reaped already. True when sent. */
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
+    if (this.exitCode !== null || this.signalCode !== null || !live.has(this.pid)) return false;
+    try {
+      process.kill(this.pid, signal);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Called by the reaper. */
+  exited(code: number | null, signal: NodeJS.Signals | null): void {
+    this.exitCode = code;
+    this.signalCode = signal;
+    this.emit('exit', code, signal);
+  }
+}
+
+/** Native children not reaped yet, by pid. */
+const live = new Map<number, NativeChild>();
+
+function reapAll(): void {
+  for (const [pid, child] of live) {
+    const st = binding!.reap(pid);
+    if (st === null) continue;
+    live.delete(pid);
+    // [-1, -1]: not our child any more (reaped elsewhere): no status to report; the task's
+    // exit backstop notices the pid is gone.
+    if (st[0] === -1 && st[1] === -1) continue;
+    child.exited(st[1] > 0 ? null : st[0], st[1] > 0 ? (signalName(st[1]) as NodeJS.Signals) : null);
+  }
+  if (live.size === 0) process.removeListener('SIGCHLD', reapAll);
+}
+
+/**
+ * Starts `req.command` through posix_spawn. Throws a NativeSpawnError (code ENOENT, EACCES,
+ * ENOEXEC, ...) when it cannot start, as child_process.spawn reports through 'error'.
+ * Precondition: nativeSpawnAvailable.
+ */
+export function nativeSpawn(req: NativeSpawnRequest): NativeChild {
+  const path = resolveCommand(req.command, req.env);
+  const envp: string[] = [];
+  for (const key in req.env) {
+    const value = req.env[key];
+    if (value !== undefined) envp.push(`${key}=${value}`);
+  }
+  const argv = [req.command, ...req.args];
+  if (live.size === 0) process.on('SIGCHLD', reapAll);
+  const out = binding!.spawn(path, argv, envp, req.cwd ?? null, req.setsid, req.stdin);
+  if (out.length === 1) {
+    if (live.size === 0) process.removeListener('SIGCHLD', reapAll);
+    const errno = -out[0]!;
+    throw new NativeSpawnError(errnoName(errno), errno, req.command);
+  }
+  const child = new NativeChild(out[0]!, out.slice(1));
+  live.set(child.pid, child);
+  return child;
+}
+
+/** Native children not reaped yet (specs). */
+export function nativeChildrenAlive(): number {
+  return live.size;
+}
+
+const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
+
+function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `E${errno}`;
+}
+
+/**
+ * The file to execute: `command` itself when it holds a '/', else the first executable file
+ * named so in the child's PATH (as libuv does: the child's environment, not the supervisor's;
+ * glibc's default path when PATH is unset). Throws ENOENT when there is none, EACCES when the
+ * only files found are not executable.
+ */
+function resolveCommand(command: string, env: NodeJS.ProcessEnv): string {
+  if (command.includes('/')) return command;
+  if (command === '') throw new NativeSpawnError('ENOENT', osConstants.errno.ENOENT, command);
+  const pathVar = env.PATH ?? '/bin:/usr/bin';
+  let denied = false;
+  for (const dir of pathVar.split(delimiter)) {
+    const candidate = join(dir === '' ? '.' : dir, command);
+    try {
+      if (!statSync(candidate).isFile()) continue;
+    } catch {
+      continue;
+    }
+    try {
+      accessSync(candidate, fsConstants.X_OK);
+      return candidate;
+    } catch {
+      denied = true;
+    }
+  }
+  const code = denied ? 'EACCES' : 'ENOENT';
+  throw new NativeSpawnError(code, osConstants.errno[code], command);
+}

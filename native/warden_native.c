@@ -1,0 +1,201 @@
+/*
+ * warden's native spawner (Linux): posix_spawn(3) instead of libuv's fork(2).
+ *
+ * glibc's posix_spawn starts the child with clone(CLONE_VM | CLONE_VFORK): nothing of the
+ * supervisor's address space is copied and the child execs straight away, so a spawn costs the
+ * same whatever the supervisor's heap size. libuv forks, which copies the page tables of the
+ * whole process and then waits while the child tears that copy down in exec.
+ *
+ * Two calls, both synchronous and without callbacks into JavaScript:
+ *   spawn(path, argv, envp, cwd, setsid, stdinPipe)
+ *       -> [pid, fd0, fd1, fd2, fd3, fd4]   (fd0 is -1 when stdin is /dev/null)
+ *       -> [-errno]                          when the child could not be started
+ *     The child gets fd 0 (/dev/null or a socket), fds 1-4 (sockets), a new session when
+ *     `setsid`, every signal at its default disposition and an empty signal mask. The returned
+ *     fds are the supervisor's ends, close-on-exec; the caller owns them.
+ *   reap(pid) -> null (still running) | [exitCode, signalNumber] | [-1, -1] (not our child)
+ *     waitpid(pid, WNOHANG) for exactly that pid: never another process's status.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CHANNELS 5 /* fds 0-4 */
+
+static char *get_string(napi_env env, napi_value value) {
+  size_t length = 0;
+  if (napi_get_value_string_utf8(env, value, NULL, 0, &length) != napi_ok) return NULL;
+  char *s = malloc(length + 1);
+  if (s == NULL) return NULL;
+  if (napi_get_value_string_utf8(env, value, s, length + 1, &length) != napi_ok) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+static void free_strings(char **v) {
+  if (v == NULL) return;
+  for (char **p = v; *p != NULL; p++) free(*p);
+  free(v);
+}
+
+/* A NULL-terminated copy of a JS array of strings; NULL on a bad value or no memory. */
+static char **get_strings(napi_env env, napi_value array) {
+  uint32_t n = 0;
+  if (napi_get_array_length(env, array, &n) != napi_ok) return NULL;
+  char **v = calloc((size_t)n + 1, sizeof(char *));
+  if (v == NULL) return NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value item;
+    if (napi_get_element(env, array, i, &item) != napi_ok || (v[i] = get_string(env, item)) == NULL) {
+      free_strings(v);
+      return NULL;
+    }
+  }
+  return v;
+}
+
+static napi_value int_array(napi_env env, const int *values, size_t n) {
+  napi_value out, item;
+  napi_create_array_with_length(env, n, &out);
+  for (size_t i = 0; i < n; i++) {
+    napi_create_int32(env, values[i], &item);
+    napi_set_element(env, out, (uint32_t)i, item);
+  }
+  return out;
+}
+
+static napi_value failure(napi_env env, int err) {
+  int v = -err;
+  return int_array(env, &v, 1);
+}
+
+static napi_value Spawn(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value args[6];
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc != 6) {
+    napi_throw_type_error(env, NULL, "spawn(path, argv, envp, cwd, setsid, stdinPipe)");
+    return NULL;
+  }
+  napi_valuetype cwd_type;
+  napi_typeof(env, args[3], &cwd_type);
+  bool new_session = false, stdin_pipe = false;
+  napi_get_value_bool(env, args[4], &new_session);
+  napi_get_value_bool(env, args[5], &stdin_pipe);
+
+  char *path = get_string(env, args[0]);
+  char **argv = get_strings(env, args[1]);
+  char **envp = get_strings(env, args[2]);
+  char *cwd = cwd_type == napi_string ? get_string(env, args[3]) : NULL;
+  int pairs[CHANNELS][2];
+  for (int i = 0; i < CHANNELS; i++) pairs[i][0] = pairs[i][1] = -1;
+  int err = 0;
+  if (path == NULL || argv == NULL || envp == NULL || (cwd_type == napi_string && cwd == NULL)) err = ENOMEM;
+
+  for (int i = stdin_pipe ? 0 : 1; err == 0 && i < CHANNELS; i++) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pairs[i]) != 0) err = errno;
+  }
+
+  pid_t pid = -1;
+  if (err == 0) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    /* glibc's sigfillset leaves out its internal signals (32 up to SIGRTMIN: thread cancellation,
+       setxid), and posix_spawn then hands them to the new program ignored, which libuv's fork
+       path does not. Their bits are set by hand, so they start at their default too. */
+    for (int sig = 32; sig < SIGRTMIN; sig++) {
+      unsigned long *words = (unsigned long *)&all;
+      const unsigned bits = 8 * sizeof(unsigned long);
+      words[(sig - 1) / bits] |= 1UL << ((sig - 1) % bits);
+    }
+    posix_spawn_file_actions_init(&actions);
+    posix_spawnattr_init(&attr);
+    if (stdin_pipe) {
+      posix_spawn_file_actions_adddup2(&actions, pairs[0][1], 0);
+    } else {
+      posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    }
+    /* dup2 onto fds 1-4 clears close-on-exec on the copies; the originals close at exec. */
+    for (int i = 1; i < CHANNELS; i++) posix_spawn_file_actions_adddup2(&actions, pairs[i][1], i);
+    if (cwd != NULL) posix_spawn_file_actions_addchdir_np(&actions, cwd);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+    if (new_session) flags |= POSIX_SPAWN_SETSID;
+    posix_spawnattr_setflags(&attr, flags);
+    err = posix_spawn(&pid, path, &actions, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+  }
+
+  free(path);
+  free(cwd);
+  free_strings(argv);
+  free_strings(envp);
+  for (int i = 0; i < CHANNELS; i++) {
+    if (pairs[i][1] >= 0) close(pairs[i][1]);
+    if (err != 0 && pairs[i][0] >= 0) close(pairs[i][0]);
+  }
+  if (err != 0) return failure(env, err);
+
+  int out[CHANNELS + 1];
+  out[0] = pid;
+  for (int i = 0; i < CHANNELS; i++) out[i + 1] = pairs[i][0];
+  return int_array(env, out, CHANNELS + 1);
+}
+
+static napi_value Reap(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  int32_t pid = 0;
+  if (napi_get_cb_info(env, info, &argc, &arg, NULL, NULL) != napi_ok || argc != 1 ||
+      napi_get_value_int32(env, arg, &pid) != napi_ok || pid <= 0) {
+    napi_throw_type_error(env, NULL, "reap(pid) needs a positive pid");
+    return NULL;
+  }
+  int status = 0;
+  pid_t r;
+  do {
+    r = waitpid(pid, &status, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) {
+    napi_value none;
+    napi_get_null(env, &none);
+    return none;
+  }
+  int result[2] = {-1, -1};
+  if (r == pid) {
+    if (WIFEXITED(status)) {
+      result[0] = WEXITSTATUS(status);
+      result[1] = 0;
+    } else if (WIFSIGNALED(status)) {
+      result[0] = -1;
+      result[1] = WTERMSIG(status);
+    }
+  }
+  return int_array(env, result, 2);
+}
+
+static napi_value Init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"spawn", NULL, Spawn, NULL, NULL, NULL, napi_default, NULL},
+      {"reap", NULL, Reap, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, 2, props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)
