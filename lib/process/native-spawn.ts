@@ -6,9 +6,9 @@
  * waits while the child tears that copy down in exec, so every spawn costs in proportion to the
  * supervisor's memory and blocks its event loop meanwhile. glibc's posix_spawn starts the child
  * with CLONE_VM | CLONE_VFORK: nothing is copied and the child execs at once (bench/spawn.ts
- * measures both). Where the addon is missing (no compiler at install, another OS) or
- * WARDEN_SPAWNER=node is set, tasks start through child_process as before; both paths give the
- * child the same fds, environment, session and signal state.
+ * measures both). Where the addon is missing (no compiler at install, another OS), in a worker
+ * thread, or with WARDEN_SPAWNER=node, tasks start through child_process as before; both paths
+ * give the child the same fds, environment, session and signal state.
  *
  * The child's exit is learnt from SIGCHLD: while native children live, a SIGCHLD listener
  * reaps each of them by pid (waitpid(pid, WNOHANG)), never with waitpid(-1), so the statuses
@@ -20,6 +20,8 @@ import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { isMainThread } from 'node:worker_threads';
+import { DATA_SINK, type DataSinkHolder } from '../reactor/data-sink.js';
 import { signalName } from '../signal/signals.js';
 
 interface Binding {
@@ -28,7 +30,9 @@ interface Binding {
 }
 
 function load(): Binding | undefined {
-  if (process.platform !== 'linux' || process.env.WARDEN_SPAWNER === 'node') return undefined;
+  // Signals reach the main thread only: in a worker, SIGCHLD (and so the children's exits) would
+  // never be seen, so workers start tasks through child_process.
+  if (process.platform !== 'linux' || process.env.WARDEN_SPAWNER === 'node' || !isMainThread) return undefined;
   const require = createRequire(import.meta.url);
   // The package root's build/Release, seen from dist/lib/process/ (the package) or lib/process/
   // (the sources, under the spec runner).
@@ -83,7 +87,7 @@ export class NativeChild extends EventEmitter {
     fds: number[],
   ) {
     super();
-    this.stdio = fds.map((fd, i) => (fd < 0 ? null : new Socket({ fd, readable: i !== 0, writable: i === 0 || i >= 3 })));
+    this.stdio = fds.map((fd, i) => (fd < 0 ? null : i === COMMS_FD ? commsSocket(fd) : new Socket({ fd, readable: i !== 0, writable: i === 0 || i >= 3 })));
   }
 
   get stdin(): Socket | null {
@@ -107,6 +111,34 @@ export class NativeChild extends EventEmitter {
     this.signalCode = signal;
     this.emit('exit', code, signal);
   }
+}
+
+const COMMS_FD = 4;
+/** The comms socket's read buffer: a request, or a burst of them, fits. */
+const COMMS_READ_BYTES = 64 * 1024;
+
+/**
+ * The comms channel's socket reads into one buffer of its own (net.Socket's `onread`) and hands
+ * the bytes to its DATA_SINK: no buffer allocated per read and no stream 'data' machinery on the
+ * path of every request. pause()/resume() stop and restart reading as usual. Only the comms
+ * channel reads this way: it copies what it keeps (the channel's ChunkReader and decoder), while
+ * stdout and stderr chunks go on to user listeners that may keep them.
+ */
+function commsSocket(fd: number): Socket {
+  const buffer = Buffer.allocUnsafe(COMMS_READ_BYTES);
+  const socket = new Socket({
+    fd,
+    readable: true,
+    writable: true,
+    onread: {
+      buffer,
+      callback: (bytes: number, buf: Uint8Array) => {
+        (socket as unknown as DataSinkHolder)[DATA_SINK]?.((buf as Buffer).subarray(0, bytes));
+      },
+    },
+  } as ConstructorParameters<typeof Socket>[0]);
+  (socket as unknown as DataSinkHolder)[DATA_SINK] = undefined;
+  return socket;
 }
 
 /** Native children not reaped yet, by pid. */

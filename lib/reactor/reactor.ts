@@ -1,5 +1,6 @@
 import { writeSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
+import { DATA_SINK, hasDataSink } from './data-sink.js';
 import { TimerWheel, type TimerId } from './timer-wheel.js';
 
 /** What a registered stream reports to its task. None of these runs after the stream is released. */
@@ -74,9 +75,16 @@ export class Reactor {
     on('error', fail);
     if (handlers.data) {
       const data = handlers.data;
-      on('data', (chunk: Buffer) => {
+      const deliver = (chunk: Buffer): void => {
         if (!reg.released) data(chunk);
-      });
+      };
+      if (hasDataSink(stream)) {
+        // Reads into its own buffer: bytes come through the sink, 'end' still through the stream.
+        stream[DATA_SINK] = deliver;
+        (stream as Readable).resume();
+      } else {
+        on('data', deliver);
+      }
     }
     on('end', () => {
       if (reg.released) return;
@@ -182,6 +190,7 @@ export class Reactor {
       for (const [event, fn] of full.listeners) reg.stream.removeListener(event, fn);
       full.listeners.length = 0;
     }
+    if (hasDataSink(reg.stream)) reg.stream[DATA_SINK] = undefined;
     const s = reg.stream as Readable;
     if (typeof s.pause === 'function' && 'readable' in s) s.pause();
     const sink = (): void => {

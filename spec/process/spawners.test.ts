@@ -122,3 +122,22 @@ describe.each(['auto', 'node'] as const)('both spawners give the child the same 
     });
   });
 });
+
+describe('in a worker thread', () => {
+  it('tasks start through child_process (signals reach the main thread only) and settle as usual', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const lib = new URL('../../dist/lib/index.js', import.meta.url).href;
+    const source = `
+      const { parentPort, workerData } = await import('node:worker_threads');
+      const { Supervisor } = await import(${JSON.stringify(lib)});
+      const s = new Supervisor({ containment: 'group' });
+      const r = await s.run({ command: 'bash', args: ['-c', 'exit 7'], env: workerData });
+      await s.close();
+      parentPort.postMessage({ spawner: s.spawner, exitCode: r.exitCode, survivors: r.survivors });
+    `;
+    const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(source)}`), { workerData: env() });
+    const [message] = (await once(worker, 'message')) as [unknown];
+    await once(worker, 'exit');
+    expect(message).toEqual({ spawner: 'node', exitCode: 7, survivors: 0 });
+  });
+});
