@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { nativeSpawn, nativeSpawnAvailable } from '../../lib/process/native-spawn.js';
 import { Reactor } from '../../lib/reactor/reactor.js';
 import { guardLeaks } from '../helpers/leaks.js';
 
@@ -164,4 +166,56 @@ describe('Reactor invariants', () => {
     await once(c, 'exit');
     reactor.releaseTask('t6');
   });
+
+  it.runIf(nativeSpawnAvailable)('a socket that reads into its own buffer (the native comms fd) delivers through its data sink: pause holds bytes back, resume brings them, nothing after release', async () => {
+    const reactor = new Reactor();
+    // The child writes `one` on fd 4, then `two` once told (a line on its stdin), then waits.
+    const child = nativeSpawn({
+      command: 'bash',
+      args: ['-c', 'printf one >&4; read -r _; printf two >&4; echo wrote; read -r _; printf three >&4; sleep 300'],
+      cwd: undefined,
+      env: env(),
+      setsid: true,
+      stdin: true,
+    });
+    const got: string[] = [];
+    let notify: () => void = () => {};
+    const comms = reactor.addStream('t7', 'comms', child.stdio[4] as Socket, {
+      data: (chunk) => {
+        got.push(chunk.toString());
+        notify();
+      },
+    });
+    let stdout = '';
+    let onStdout: () => void = () => {};
+    reactor.addStream('t7', 'stdout', child.stdio[1] as Socket, {
+      data: (chunk) => {
+        stdout += chunk.toString();
+        onStdout();
+      },
+    });
+    for (const i of [2, 3]) reactor.addStream('t7', `fd${i}`, child.stdio[i] as Socket, { data: () => {} });
+    const stdin = reactor.addStream('t7', 'stdin', child.stdio[0] as Socket, {});
+    const next = (): Promise<void> => new Promise((resolve) => (notify = resolve));
+    await next();
+    expect(got).toEqual(['one']);
+    reactor.pause(comms);
+    const wrote = new Promise<void>((resolve) => (onStdout = () => stdout.includes('wrote') && resolve()));
+    reactor.write(stdin, Buffer.from('go\n'));
+    // `two` was written to fd 4 before `wrote` to stdout; paused, it stays in the socket.
+    await wrote;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(got).toEqual(['one']);
+    const resumed = next();
+    reactor.resume(comms);
+    await resumed;
+    expect(got.join('')).toBe('onetwo');
+    reactor.release(comms);
+    reactor.write(stdin, Buffer.from('go\n'));
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    expect(got.join('')).toBe('onetwo');
+    reactor.releaseTask('t7');
+  });
 });
+
