@@ -22,7 +22,9 @@ import { constants as osConstants } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { DATA_SINK, type DataSinkHolder } from '../reactor/data-sink.js';
-import { signalName } from '../signal/signals.js';
+import { isLinux } from '../signal/proc.js';
+import { Signaller } from '../signal/signaller.js';
+import { normalizeSignal, signalName } from '../signal/signals.js';
 
 interface Binding {
   spawn(path: string, argv: string[], envp: string[], cwd: string | null, setsid: boolean, stdinPipe: boolean): number[];
@@ -32,7 +34,7 @@ interface Binding {
 function load(): Binding | undefined {
   // Signals reach the main thread only: in a worker, SIGCHLD (and so the children's exits) would
   // never be seen, so workers start tasks through child_process.
-  if (process.platform !== 'linux' || process.env.WARDEN_SPAWNER === 'node' || !isMainThread) return undefined;
+  if (!isLinux || process.env.WARDEN_SPAWNER === 'node' || !isMainThread) return undefined;
   const require = createRequire(import.meta.url);
   // The package root's build/Release, seen from dist/lib/process/ (the package) or lib/process/
   // (the sources, under the spec runner).
@@ -94,15 +96,11 @@ export class NativeChild extends EventEmitter {
     return this.stdio[0] ?? null;
   }
 
-  /** Sends `signal` to the child, unless it was reaped already. True when sent. */
+  /** Sends `signal` to the child through the signaller, unless it was reaped already. True when sent. */
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): boolean {
-    if (this.exitCode !== null || this.signalCode !== null || !live.has(this.pid)) return false;
-    try {
-      process.kill(this.pid, signal);
-      return true;
-    } catch {
-      return false;
-    }
+    const name = normalizeSignal(signal);
+    if (name === undefined || !live.has(this.pid)) return false;
+    return signaller.kill({ pid: this.pid }, name) === 'sent';
   }
 
   /** Called by the reaper. */
@@ -140,6 +138,9 @@ function commsSocket(fd: number): Socket {
   (socket as unknown as DataSinkHolder)[DATA_SINK] = undefined;
   return socket;
 }
+
+/** Signals a native child on behalf of `kill()`; a task's teardown uses its supervisor's own. */
+const signaller = new Signaller();
 
 /** Native children not reaped yet, by pid. */
 const live = new Map<number, NativeChild>();

@@ -140,7 +140,7 @@ describe('Reactor invariants', () => {
     const reactor = new Reactor();
     // The child shuts down the reading side of its fd 4 and stays: our next write fails with
     // EPIPE, while our own reading side sees no EOF (so the failure is the write's to report).
-    const c = child(`exec python3 -c 'import socket, sys, time; s = socket.socket(fileno=4); s.shutdown(socket.SHUT_RD); print("ready", flush=True); time.sleep(300)'`);
+    const c = child(`exec python3 -c 'import signal, socket; s = socket.socket(fileno=4); s.shutdown(socket.SHUT_RD); print("ready", flush=True); signal.pause()'`);
     const sock = c.stdio[4] as Socket;
     const errors: Error[] = [];
     let inWrite = false;
