@@ -15,6 +15,9 @@
  *     fds are the supervisor's ends, close-on-exec; the caller owns them.
  *   reap(pid) -> null (still running) | [exitCode, signalNumber] | [-1, -1] (not our child)
  *     waitpid(pid, WNOHANG) for exactly that pid: never another process's status.
+ *   setDumpable(on) -> 0 | -errno
+ *     prctl(PR_SET_DUMPABLE): off, processes of the same user (the tasks) can no longer read
+ *     this process's memory or /proc/<pid>/environ, nor ptrace it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,6 +28,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -189,12 +193,26 @@ static napi_value Reap(napi_env env, napi_callback_info info) {
   return int_array(env, result, 2);
 }
 
+static napi_value SetDumpable(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg, out;
+  bool on = true;
+  if (napi_get_cb_info(env, info, &argc, &arg, NULL, NULL) != napi_ok || argc != 1 || napi_get_value_bool(env, arg, &on) != napi_ok) {
+    napi_throw_type_error(env, NULL, "setDumpable(on) needs a boolean");
+    return NULL;
+  }
+  int rc = prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0) == 0 ? 0 : -errno;
+  napi_create_int32(env, rc, &out);
+  return out;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"spawn", NULL, Spawn, NULL, NULL, NULL, napi_default, NULL},
       {"reap", NULL, Reap, NULL, NULL, NULL, napi_default, NULL},
+      {"setDumpable", NULL, SetDumpable, NULL, NULL, NULL, napi_default, NULL},
   };
-  napi_define_properties(env, exports, 2, props);
+  napi_define_properties(env, exports, 3, props);
   return exports;
 }
 

@@ -4,6 +4,7 @@ import type { TaskResult, TaskSpec } from '../supervisor/types.js';
 import { normalizeSignal, signalNumber } from '../signal/signals.js';
 import { readFileSync } from 'node:fs';
 import { WardenError } from '../errors.js';
+import { makeNonDumpable } from '../process/hardening.js';
 import type { ControlPlaneOptions } from '../supervisor/supervisor.js';
 import { parseFlags, UsageError } from './args.js';
 
@@ -83,6 +84,17 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
   if (typeof flags['log-file'] === 'string') spec.logFile = flags['log-file'];
   const controlPlane = controlPlaneFromFlags(flags);
   if (controlPlane) spec.ti = { id: String(flags.ti) };
+  // A token in warden's environment (or read from a file into its memory) must stay out of the
+  // task's reach: /proc/<warden>/environ and /proc/<warden>/mem are readable by the same user
+  // unless warden is non-dumpable.
+  const holdsToken = controlPlane !== undefined || process.env.WARDEN_TOKEN !== undefined;
+  if (holdsToken) {
+    try {
+      makeNonDumpable();
+    } catch (err) {
+      process.stderr.write(`warden: warning: tasks running as this user can read the token from warden's memory: ${(err as Error).message}\n`);
+    }
+  }
   const supervisor = new Supervisor(controlPlane ? { controlPlane } : {});
   let stoppedBy: NodeJS.Signals | undefined;
   let task;

@@ -16,39 +16,15 @@
  */
 import { EventEmitter } from 'node:events';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { isMainThread } from 'node:worker_threads';
 import { DATA_SINK, type DataSinkHolder } from '../reactor/data-sink.js';
-import { isLinux } from '../signal/proc.js';
+import { spawnBinding } from './native-binding.js';
 import { Signaller } from '../signal/signaller.js';
 import { normalizeSignal, signalName } from '../signal/signals.js';
 
-interface Binding {
-  spawn(path: string, argv: string[], envp: string[], cwd: string | null, setsid: boolean, stdinPipe: boolean): number[];
-  reap(pid: number): [number, number] | null;
-}
-
-function load(): Binding | undefined {
-  // Signals reach the main thread only: in a worker, SIGCHLD (and so the children's exits) would
-  // never be seen, so workers start tasks through child_process.
-  if (!isLinux || process.env.WARDEN_SPAWNER === 'node' || !isMainThread) return undefined;
-  const require = createRequire(import.meta.url);
-  // The package root's build/Release, seen from dist/lib/process/ (the package) or lib/process/
-  // (the sources, under the spec runner).
-  for (const path of ['../../../build/Release/warden_native.node', '../../build/Release/warden_native.node']) {
-    try {
-      return require(path) as Binding;
-    } catch {
-      // not there: try the next
-    }
-  }
-  return undefined;
-}
-
-const binding = load();
+const binding = spawnBinding;
 
 /** Whether tasks can start through posix_spawn here (the addon built and loaded). */
 export const nativeSpawnAvailable = binding !== undefined;

@@ -6,6 +6,7 @@ import { isLinux, platformName } from '../signal/proc.js';
 import { Signaller } from '../signal/signaller.js';
 import { SpawnLedger } from '../signal/spawn-ledger.js';
 import { nativeSpawnAvailable } from '../process/native-spawn.js';
+import { makeNonDumpable } from '../process/hardening.js';
 import { ControlPlaneClient } from '../control-plane/client.js';
 import { HandlerRegistry, type Handler, type HandlerContext } from '../comms/handlers.js';
 import { defaultHandlers } from '../control-plane/handlers.js';
@@ -29,6 +30,14 @@ export interface SupervisorOptions {
    * environment, session and signal state either way.
    */
   spawner?: 'auto' | 'node';
+  /**
+   * Marks this process non-dumpable (prctl PR_SET_DUMPABLE 0) before any task starts, so tasks
+   * running as the same user cannot read its memory or `/proc/<pid>/environ` (where a token
+   * passed in the environment sits) nor ptrace it. Process-wide and for the rest of the process's
+   * life (core dumps are off too), hence off by default; `warden run` turns it on when it holds a
+   * control-plane token. Needs the native addon: throws WardenError `ERR_UNSUPPORTED` without it.
+   */
+  nonDumpable?: boolean;
   /** Bounds of each task's comms channel (fd 4). */
   comms?: CommsSettings;
   /**
@@ -102,6 +111,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const spawner = options.spawner ?? 'auto';
     if (spawner !== 'auto' && spawner !== 'node') throw new TypeError(`warden: spawner must be 'auto' or 'node', got ${JSON.stringify(spawner)}.`);
     this.spawner = spawner === 'auto' && nativeSpawnAvailable ? 'native' : 'node';
+    if (options.nonDumpable !== undefined && typeof options.nonDumpable !== 'boolean') throw new TypeError(`warden: nonDumpable must be a boolean, got ${JSON.stringify(options.nonDumpable)}.`);
+    if (options.nonDumpable) makeNonDumpable();
     this.reactor = new Reactor((err) => this.log('error', `internal timer callback failed: ${(err as Error)?.message ?? String(err)}`));
     this.signaller = new Signaller((err) => this.log('error', err.message, { code: err.code }));
     this.cgroups = containment === 'auto' ? CgroupTier.detect() : undefined;
