@@ -10,8 +10,21 @@ warden control-plane [--port N]   run the reference control plane, print its URL
 warden logs PATH [--follow]       print a JSON-lines task log for a person
 warden demo                       tear down a tree with escaped daemons and show what happened`;
 
+/** `--help` / `-h` among a command's own options (before `--`). */
+function asksForHelp(args: readonly string[]): boolean {
+  for (const a of args) {
+    if (a === '--') return false;
+    if (a === '--help' || a === '-h') return true;
+  }
+  return false;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  if (cmd !== undefined && cmd !== 'help' && asksForHelp(rest)) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
   switch (cmd) {
     case 'run':
       return runCommand(rest);

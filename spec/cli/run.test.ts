@@ -118,6 +118,15 @@ describe('warden run', () => {
     expect(r.err).toMatch(message);
   });
 
+  it.each([[['help']], [['--help']], [['run', '--help']], [['logs', '-h']]])('%j prints the usage and exits 0; after -- it is the task\'s', async (args) => {
+    const r = await warden(args);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^warden: supervise task process trees/);
+    expect(r.out).toMatch(/warden run \[options\] -- <command>/);
+    const passed = await warden(['run', '--', 'bash', '-c', 'echo "$1"', 'x', '--help']);
+    expect(passed.out).toBe('--help\n');
+  });
+
   it('--no-isolate keeps the task in warden\'s group', async () => {
     const r = await warden(['run', '--no-isolate', '--', 'bash', '-c', 'echo $(( $(cut -d" " -f5 /proc/$$/stat) == $(cut -d" " -f5 /proc/$PPID/stat) ))']);
     expect(r.out.trim()).toBe('1');
