@@ -147,8 +147,17 @@ export function nativeSpawn(req: NativeSpawnRequest): NativeChild {
     if (value !== undefined) envp.push(`${key}=${value}`);
   }
   const argv = [req.command, ...req.args];
+  // C strings end at a NUL: refuse what would be cut short, as child_process does.
+  for (const s of [...argv, ...envp, req.cwd ?? '']) {
+    if (s.includes('\0')) throw new TypeError(`spawn ${req.command}: arguments, environment and cwd must be strings without null bytes`);
+  }
   if (live.size === 0) process.on('SIGCHLD', reapAll);
-  const out = binding!.spawn(path, argv, envp, req.cwd ?? null, req.setsid, req.stdin);
+  let out = binding!.spawn(path, argv, envp, req.cwd ?? null, req.setsid, req.stdin);
+  if (out.length === 1 && -out[0]! === osConstants.errno.ENOEXEC) {
+    // An executable file the kernel cannot run (a script without `#!`): run it with /bin/sh, as
+    // execvp (and so child_process) does.
+    out = binding!.spawn('/bin/sh', ['/bin/sh', path, ...req.args], envp, req.cwd ?? null, req.setsid, req.stdin);
+  }
   if (out.length === 1) {
     if (live.size === 0) process.removeListener('SIGCHLD', reapAll);
     const errno = -out[0]!;

@@ -81,7 +81,7 @@ describe.each(['auto', 'node'] as const)('both spawners give the child the same 
     });
   });
 
-  it('a bare command name is looked up in the child\'s PATH, not the supervisor\'s; missing -> 127, not executable -> 126', async () => {
+  it('a bare command name is looked up in the child\'s PATH, not the supervisor\'s; missing -> 127, not executable -> 126, a script without #! runs through sh', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'warden-spec-path-'));
     try {
       writeFileSync(join(dir, 'warden-path-probe'), '#!/bin/sh\necho found-in-task-path\n');
@@ -89,6 +89,8 @@ describe.each(['auto', 'node'] as const)('both spawners give the child the same 
       writeFileSync(join(dir, 'warden-path-noexec'), '#!/bin/sh\necho no\n');
       chmodSync(join(dir, 'warden-path-noexec'), 0o644);
       mkdirSync(join(dir, 'warden-path-dir'));
+      writeFileSync(join(dir, 'warden-no-shebang'), 'echo "ran by sh with $1"\n');
+      chmodSync(join(dir, 'warden-no-shebang'), 0o755);
       await withSupervisor({ spawner }, async (sup) => {
         const childPath = `${dir}:${env().PATH ?? '/usr/bin:/bin'}`;
         const task = sup.start({ command: 'warden-path-probe', env: { ...env(), PATH: childPath } });
@@ -102,10 +104,26 @@ describe.each(['auto', 'node'] as const)('both spawners give the child the same 
         expect([noexec.status, noexec.error?.code]).toEqual([126, 'ERR_SPAWN_EACCES']);
         const directory = await sup.run({ command: join(dir, 'warden-path-dir'), env: env() });
         expect(directory.status).toBe(126);
+        // An executable script without `#!` runs through /bin/sh, as execvp does.
+        const script = sup.start({ command: join(dir, 'warden-no-shebang'), args: ['an-arg'], env: env() });
+        let scriptOut = '';
+        script.on('stdout', (b) => (scriptOut += b));
+        expect((await script.result).exitCode).toBe(0);
+        expect(scriptOut).toBe('ran by sh with an-arg\n');
       });
     } finally {
       rmSync(dir, { recursive: true });
     }
+  });
+
+  it('an argument or variable with a NUL byte is a spawn failure (126, ERR_SPAWN_FAILED), not a cut-short string', async () => {
+    await withSupervisor({ spawner }, async (sup) => {
+      const arg = await sup.run({ command: 'echo', args: ['a\0b'], env: env() });
+      expect([arg.status, arg.error?.code]).toEqual([126, 'ERR_SPAWN_FAILED']);
+      expect(arg.error?.message).toMatch(/null bytes/);
+      const variable = await sup.run({ command: 'echo', env: { ...env(), BAD: 'a\0b' } });
+      expect([variable.status, variable.error?.code]).toEqual([126, 'ERR_SPAWN_FAILED']);
+    });
   });
 
   it('exit codes and deaths by signal come back as the shell reports them, stdin a pipe when asked', async () => {
