@@ -10,9 +10,12 @@ import { readStat } from '../signal/proc.js';
  *    missing /proc entry, or the pid now naming a process with another start time).
  * 2. Its timer is a task timer of the reactor: it never runs after the task is released.
  */
-export function watchExit(reactor: Reactor, taskId: string, pid: number, startTime: number, everyMs: number, exited: () => boolean, onGone: () => void): void {
+export function watchExit(reactor: Reactor, taskId: string, pid: number, startTime: number, everyMs: number, exited: () => boolean, onGone: () => void, poll?: () => void): void {
   let strikes = 0;
   const check = (): void => {
+    // A child this process reaps itself (the native spawner's) is reaped here if its exit was
+    // missed; its exit event then settles the task.
+    poll?.();
     if (exited()) return;
     const st = readStat(pid);
     strikes = st === undefined || st.startTime !== startTime ? strikes + 1 : 0;

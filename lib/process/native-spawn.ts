@@ -168,6 +168,15 @@ export function nativeSpawn(req: NativeSpawnRequest): NativeChild {
   return child;
 }
 
+/**
+ * Reaps every native child that has exited, as a SIGCHLD would. The exit backstop calls it on
+ * its timer, so an exit is seen even if the SIGCHLD listener was taken away (say, by
+ * `process.removeAllListeners('SIGCHLD')` elsewhere in the process) or a signal was lost.
+ */
+export function pollNativeExits(): void {
+  if (live.size > 0) reapAll();
+}
+
 /** Native children not reaped yet (specs). */
 export function nativeChildrenAlive(): number {
   return live.size;

@@ -1,5 +1,6 @@
 import type { WardenError } from '../errors.js';
 import { watchExit } from '../process/exit-backstop.js';
+import { NativeChild, pollNativeExits } from '../process/native-spawn.js';
 import { spawnFailure, spawnTask, type TaskChild } from '../process/spawn-task.js';
 import type { TaskCgroup } from '../signal/cgroup.js';
 import { readForkCountAtMost100msOld, readStat } from '../signal/proc.js';
@@ -86,7 +87,7 @@ export class TaskLeader {
     this.startTime = st?.startTime ?? 0;
     this.pgid = st?.pgid ?? (spec.isolate ? pid : deps.signaller.ownPgid);
     child.once('exit', (code, signal) => this.onExit(code, signal, false));
-    watchExit(deps.reactor, spec.id, pid, this.startTime, spec.exitCheckMs, () => this.exited, () => this.onExit(null, null, true));
+    watchExit(deps.reactor, spec.id, pid, this.startTime, spec.exitCheckMs, () => this.exited, () => this.onExit(null, null, true), child instanceof NativeChild ? pollNativeExits : undefined);
     return child;
   }
 

@@ -46,6 +46,21 @@ describe('the native spawner', () => {
   });
 });
 
+describe('a native child whose SIGCHLD went missing', () => {
+  it.runIf(nativeSpawnAvailable)('is reaped by the exit backstop: the task settles with its real status, and no zombie is left', async () => {
+    await withSupervisor({}, async (sup) => {
+      const task = sup.start({ command: 'bash', args: ['-c', 'exit 9'], env: env(), exitCheckMs: 50 });
+      // Someone else in the process takes every SIGCHLD listener away: ours is the only one.
+      expect(process.listenerCount('SIGCHLD')).toBe(1);
+      process.removeAllListeners('SIGCHLD');
+      const r = await task.result;
+      expect([r.exitCode, r.status, r.error]).toEqual([9, 9, null]);
+      expect(nativeChildrenAlive()).toBe(0);
+    });
+    expect(process.listenerCount('SIGCHLD')).toBe(0);
+  });
+});
+
 describe.each(['auto', 'node'] as const)('both spawners give the child the same start (spawner %s)', (spawner) => {
   it('fd 0 /dev/null, fds 1-4 sockets, no signal blocked or ignored, its own session, the cwd', async () => {
     await withSupervisor({ spawner }, async (sup) => {
