@@ -6,7 +6,7 @@
  * same whatever the supervisor's heap size. libuv forks, which copies the page tables of the
  * whole process and then waits while the child tears that copy down in exec.
  *
- * Two calls, both synchronous and without callbacks into JavaScript:
+ * Four calls, all synchronous and without callbacks into JavaScript:
  *   spawn(path, argv, envp, cwd, setsid, stdinPipe)
  *       -> [pid, fd0, fd1, fd2, fd3, fd4]   (fd0 is -1 when stdin is /dev/null)
  *       -> [-errno]                          when the child could not be started
@@ -18,6 +18,8 @@
  *   setDumpable(on) -> 0 | -errno
  *     prctl(PR_SET_DUMPABLE): off, processes of the same user (the tasks) can no longer read
  *     this process's memory or /proc/<pid>/environ, nor ptrace it.
+ *   spinReadable(fd, micros) -> 1 | 0
+ *     A bounded busy wait for `fd` to turn readable (the task side's spin-then-sleep wait).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,7 +30,10 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -206,13 +211,50 @@ static napi_value SetDumpable(napi_env env, napi_callback_info info) {
   return out;
 }
 
+
+/*
+ * spinReadable(fd, micros): polls `fd` without sleeping until it is readable (or has an error or
+ * a hangup) or `micros` have passed, yielding the CPU between polls so that a peer on this CPU
+ * still runs. 1 = readable, 0 = not within the budget. See lib/child/spin-wait.ts for when the
+ * task side uses it.
+ */
+static napi_value SpinReadable(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value args[2], out;
+  int32_t fd = -1, micros = 0;
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_get_value_int32(env, args[0], &fd) != napi_ok || napi_get_value_int32(env, args[1], &micros) != napi_ok ||
+      fd < 0 || micros < 0 || micros > 10000) {
+    napi_throw_type_error(env, NULL, "spinReadable(fd, micros) needs an fd and 0..10000 microseconds");
+    return NULL;
+  }
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  const int64_t limit = (int64_t)micros * 1000;
+  int ready = 0;
+  for (;;) {
+    struct pollfd p = {fd, POLLIN, 0};
+    int r = poll(&p, 1, 0);
+    if (r > 0 || (r < 0 && errno != EINTR)) {
+      ready = 1;
+      break;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    if ((int64_t)(t.tv_sec - t0.tv_sec) * 1000000000 + (t.tv_nsec - t0.tv_nsec) >= limit) break;
+    sched_yield();
+  }
+  napi_create_int32(env, ready, &out);
+  return out;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"spawn", NULL, Spawn, NULL, NULL, NULL, napi_default, NULL},
       {"reap", NULL, Reap, NULL, NULL, NULL, napi_default, NULL},
       {"setDumpable", NULL, SetDumpable, NULL, NULL, NULL, napi_default, NULL},
+      {"spinReadable", NULL, SpinReadable, NULL, NULL, NULL, napi_default, NULL},
   };
-  napi_define_properties(env, exports, 3, props);
+  napi_define_properties(env, exports, 4, props);
   return exports;
 }
 

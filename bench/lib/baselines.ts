@@ -59,7 +59,8 @@ export interface CommsOptions {
 
 export interface CommsFigures {
   variant: string;
-  sequential: { count: number; ms: number; roundTripsPerSec: number };
+  /** `cpuUsPerRoundTrip`: CPU (user + system) of the requesting process per sequential round trip. */
+  sequential: { count: number; ms: number; roundTripsPerSec: number; cpuUsPerRoundTrip?: number };
   burst: { count: number; ms: number; roundTripsPerSec: number };
 }
 
@@ -95,7 +96,9 @@ export async function nodeIpcEcho(opts: CommsOptions): Promise<CommsFigures> {
       return now() - t0;
     };
     await roundTrips(1000);
+    const cpu0 = process.cpuUsage();
     const seqMs = await roundTrips(seqCount);
+    const cpu = process.cpuUsage(cpu0);
     let got = 0;
     const all = new Promise<void>((resolve) => {
       onEcho = () => {
@@ -106,7 +109,9 @@ export async function nodeIpcEcho(opts: CommsOptions): Promise<CommsFigures> {
     for (let i = 0; i < burstCount; i++) child.send({ seq: i, body: base.body });
     await all;
     const burstMs = now() - t0;
-    return figures('node-ipc-json', seqCount, seqMs, burstCount, burstMs);
+    const result = figures('node-ipc-json', seqCount, seqMs, burstCount, burstMs);
+    result.sequential.cpuUsPerRoundTrip = (cpu.user + cpu.system) / seqCount;
+    return result;
   } finally {
     if (child.connected) child.disconnect();
     await gone;

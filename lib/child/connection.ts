@@ -10,6 +10,7 @@ import { STARTUP_FRAME_ID, STARTUP_TYPE, type StartupDetails } from '../comms/pr
 import { Deadlines, type DeadlineEntry } from './deadlines.js';
 import { PendingTable } from './pending-table.js';
 import { RequestIdAllocator } from './request-ids.js';
+import type { SpinWait } from './spin-wait.js';
 
 export interface RequestOptions {
   /** How long to wait for the response before rejecting with `ERR_REQUEST_TIMEOUT`. Default: the connection's `requestTimeoutMs` (30000); 0 = no limit. */
@@ -34,6 +35,8 @@ export interface ConnectionOptions {
    * `#write`). Absent: every write goes through the socket.
    */
   fd?: number;
+  /** Spin-then-sleep wait for the answer to a lone request (spin-wait.ts); absent = always sleep. */
+  spinWait?: SpinWait;
 }
 
 /**
@@ -45,6 +48,8 @@ export interface ConnectionOptions {
  * - A request sent while none is pending leaves at once (one at a time is the common case, and
  *   waiting for the end of the tick only adds a turn); the other frames of a tick leave together,
  *   in one write at the end of the tick. Bytes leave in the order the requests were made.
+ * - With a `spinWait`, a request that left alone and is still alone once the caller's synchronous
+ *   code is done spins for its answer (bounded, never reading the socket) before the loop sleeps.
  */
 export class ChildConnection {
   readonly #socket: Socket;
@@ -123,12 +128,25 @@ export class ChildConnection {
       if (this.#flushScheduled) return;
       if (alone && this.#out.frames === 1) {
         this.#flush(); // nothing else is waiting: a failed write rejects this promise through #end
+        // After the caller's synchronous code (it may send more, or do other work first).
+        if (this.#options.spinWait !== undefined) queueMicrotask(this.#spin);
         return;
       }
       this.#flushScheduled = true;
       process.nextTick(this.#flush);
     });
   }
+
+  /**
+   * Spins for the answer if this request is still the only thing going on: alone in flight, its
+   * bytes in the kernel (a request still queued in the socket would not leave while this spins),
+   * nothing queued behind it.
+   */
+  readonly #spin = (): void => {
+    if (this.#endError === undefined && this.#pending.size === 1 && !this.#flushScheduled && this.#socket.writableLength === 0) {
+      this.#options.spinWait!.wait();
+    }
+  };
 
   /** Ends the channel from this side: pending requests reject, the supervisor sees EOF. */
   close(): Promise<void> {

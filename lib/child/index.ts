@@ -10,6 +10,7 @@
  * Tasks in other languages speak the same protocol on fds 3 and 4: see docs/protocol.md.
  */
 import net from 'node:net';
+import { availableParallelism } from 'node:os';
 import { WardenError } from '../errors.js';
 import {
   COMMS_FD_ENV, DEFAULT_MAX_FRAME_BYTES, DEFAULT_REQUEST_TIMEOUT_MS,
@@ -17,6 +18,8 @@ import {
 } from '../comms/protocol.js';
 import { ChildConnection, type RequestOptions } from './connection.js';
 import { createTaskLog, type TaskLog } from './task-log.js';
+import { nativeBinding } from '../process/native-binding.js';
+import { DEFAULT_SPIN_MICROS, MAX_SPIN_MICROS, SpinWait, type SpinStats } from './spin-wait.js';
 
 export { WardenError } from '../errors.js';
 export type { WardenErrorCode } from '../errors.js';
@@ -31,6 +34,10 @@ export {
 } from '../comms/frame-codec.js';
 export { createTaskLog, type TaskLog, type TaskLogLevel } from './task-log.js';
 export type { RequestOptions } from './connection.js';
+export type { SpinStats } from './spin-wait.js';
+
+/** Environment variable that sets the default of `ConnectOptions.spinMicros` (0 turns spinning off). */
+export const SPIN_MICROS_ENV = 'WARDEN_COMMS_SPIN_US';
 
 export interface ConnectOptions {
   /** Where to find `WARDEN_COMMS_FD` and `WARDEN_LOG_FD`. Default `process.env`. */
@@ -45,6 +52,15 @@ export interface ConnectOptions {
    * control plane accepted the task, which may take its retries, and it bounds the task anyway.
    */
   startupTimeoutMs?: number;
+  /**
+   * Budget (microseconds, 0..10000) of the spin-then-sleep wait: after a request that is alone in
+   * flight leaves, the task polls its socket this long for the answer before its event loop goes
+   * to sleep, which cuts a round trip to a fast handler to about a third (README, "Waiting for an
+   * answer"). It backs off by itself while answers take longer than the budget. Default 50, or
+   * `WARDEN_COMMS_SPIN_US` when set; 0 = never spin. Spinning is off anyway when this process
+   * may use only one CPU, and where warden's native addon is not built.
+   */
+  spinMicros?: number;
 }
 
 /** A task connected to its supervisor. */
@@ -66,6 +82,8 @@ export interface WardenChild<M extends RequestMapOf<M> = AnyRequests> {
   readonly closed: boolean;
   /** Ends the channel now: pending requests reject with `ERR_CHANNEL_CLOSED`, the supervisor sees EOF. */
   close(): Promise<void>;
+  /** The spin-then-sleep wait's budget and counts; undefined when it is off (see `spinMicros`). */
+  readonly spin: (Readonly<SpinStats> & { readonly micros: number }) | undefined;
 }
 
 /** Size of the one buffer the comms socket reads into. */
@@ -91,6 +109,7 @@ export function connect<M extends RequestMapOf<M> = AnyRequests>(options: Connec
   const requestTimeoutMs = intOption('requestTimeoutMs', options.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 0);
   const startupTimeoutMs = intOption('startupTimeoutMs', options.startupTimeoutMs, 0, 0);
   const env = options.env ?? process.env;
+  const spinMicros = spinOption(options.spinMicros, env[SPIN_MICROS_ENV]);
   const raw = env[COMMS_FD_ENV];
   if (raw === undefined || raw === '') {
     return Promise.reject(new WardenError('ERR_NOT_UNDER_WARDEN', `${COMMS_FD_ENV} is not set, so this task is not running under warden and has no comms channel. Start it with \`warden run -- <command>\` or a warden Supervisor; code that must also run alone can skip connect() when process.env.${COMMS_FD_ENV} is undefined.`));
@@ -117,15 +136,23 @@ export function connect<M extends RequestMapOf<M> = AnyRequests>(options: Connec
   } catch (cause) {
     return Promise.reject(new WardenError('ERR_NOT_UNDER_WARDEN', `${COMMS_FD_ENV}=${fd} names no open socket or pipe (${cause instanceof Error ? cause.message : String(cause)}); the task must be started by warden, which passes the channel as fd ${fd}`, { cause }));
   }
-  const conn = new ChildConnection(socket, { maxFrameBytes, requestTimeoutMs, startupTimeoutMs, fd });
+  const spinWait = spinMicros > 0 && nativeBinding !== undefined && availableParallelism() > 1
+    ? new SpinWait(fd, spinMicros, nativeBinding.spinReadable)
+    : undefined;
+  const conn = new ChildConnection(socket, { maxFrameBytes, requestTimeoutMs, startupTimeoutMs, fd, spinWait });
   connection = conn;
-  const child = conn.ready().then((startup) => makeChild<M>(conn, startup, createTaskLog({ env }), requestTimeoutMs));
+  const child = conn.ready().then((startup) => makeChild<M>(conn, startup, createTaskLog({ env }), requestTimeoutMs, spinWait === undefined ? undefined : { micros: spinMicros, stats: spinWait.stats }));
   shared = { fd, child };
   return child;
 }
 
-function makeChild<M extends RequestMapOf<M>>(connection: ChildConnection, startup: StartupDetails, log: TaskLog, defaultTimeoutMs: number): WardenChild<M> {
+function makeChild<M extends RequestMapOf<M>>(
+  connection: ChildConnection, startup: StartupDetails, log: TaskLog, defaultTimeoutMs: number, spin: { micros: number; stats: SpinStats } | undefined,
+): WardenChild<M> {
   return {
+    get spin() {
+      return spin === undefined ? undefined : { micros: spin.micros, ...spin.stats };
+    },
     startup,
     log,
     get closed() {
@@ -144,6 +171,22 @@ function makeChild<M extends RequestMapOf<M>>(connection: ChildConnection, start
     },
     close: () => connection.close(),
   };
+}
+
+/** `spinMicros`: the option (checked), else the environment variable (a bad one warns), else the default. */
+function spinOption(value: number | undefined, fromEnv: string | undefined): number {
+  if (value !== undefined) {
+    if (!Number.isInteger(value) || value < 0 || value > MAX_SPIN_MICROS) {
+      throw new WardenError('ERR_INVALID_OPTION', `spinMicros must be an integer from 0 to ${MAX_SPIN_MICROS}, got ${String(value)}`);
+    }
+    return value;
+  }
+  if (fromEnv === undefined || fromEnv === '') return DEFAULT_SPIN_MICROS;
+  const n = /^\d+$/.test(fromEnv) ? Number(fromEnv) : NaN;
+  if (n <= MAX_SPIN_MICROS) return n;
+  // Set by whoever runs the task, not by its code: a typo there must not fail the task.
+  process.emitWarning(`${SPIN_MICROS_ENV}=${JSON.stringify(fromEnv)} is not a number of microseconds from 0 to ${MAX_SPIN_MICROS}; using the default (${DEFAULT_SPIN_MICROS})`, { code: 'WARDEN_BAD_SPIN_MICROS' });
+  return DEFAULT_SPIN_MICROS;
 }
 
 function intOption(name: string, value: number | undefined, fallback: number, min: number): number {

@@ -12,6 +12,7 @@ export interface NativeBinding {
   reap(pid: number): [number, number] | null;
   /** 0, or minus the errno. */
   setDumpable(on: boolean): number;
+  spinReadable(fd: number, micros: number): number;
 }
 
 function load(): NativeBinding | undefined {
