@@ -16,14 +16,18 @@
  * parent), so that what the spin costs is in the same table as what it buys.
  * Goals (issue 3): warden sequential >= 1.0x node IPC, burst >= 1.5x node IPC.
  */
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Supervisor } from '../lib/index.js';
+import { nativeBinding } from '../lib/process/native-binding.js';
 import { bareSocketEcho, nodeIpcEcho, type CommsFigures } from './lib/baselines.js';
 import { markedEnv, newMark } from './lib/marker.js';
 import { row, type BenchReport, type Row } from './lib/report.js';
 import { balancedOrder, max, median, min, now } from './lib/timing.js';
 
 const MESSAGE_BYTES = 100;
+/** warden/child spins where the addon is built and the task may use more than one CPU. */
+const spinAvailable = nativeBinding !== undefined && availableParallelism() > 1;
 const echoChild = fileURLToPath(new URL('./children/warden-echo.js', import.meta.url));
 
 interface ChildReport {
@@ -34,6 +38,7 @@ interface ChildReport {
   burstMs: number;
   warmMs: number;
   wrong: number;
+  spin: { micros: number; spins: number; hits: number; skipped: number } | null;
 }
 
 /** One warden trial: a task whose child measures itself. Throws when the task did not end cleanly. */
@@ -52,6 +57,8 @@ async function wardenEcho(supervisor: Supervisor, mark: string, sequential: numb
   }
   const report = JSON.parse(out.trim().split('\n').pop()!) as ChildReport;
   if (report.wrong !== 0) throw new Error(`warden echo: ${report.wrong} request(s) were not answered with their echo`);
+  const spinExpected = spin && spinAvailable;
+  if ((report.spin !== null) !== spinExpected) throw new Error(`warden echo: the spin-then-sleep wait was ${report.spin === null ? 'off' : 'on'}, expected ${spinExpected ? 'on' : 'off'}`);
   // Every round trip the child timed went through the supervisor's channel and handler.
   const stats = task.channel?.stats;
   const expected = 1000 + sequential + burst;
@@ -152,6 +159,7 @@ export async function runComms(quick: boolean): Promise<BenchReport> {
       );
     }
   }
+  if (!spinAvailable) notes.push('the spin-then-sleep wait is off here (no native addon, or one CPU): the warden rows are what a task gets without it');
   notes.push(`message ~${MESSAGE_BYTES} bytes each way; warden's child times itself (first request to last answer); the baselines are timed by the parent, which is their requester`);
   return { name: 'comms', rows, notes, durationMs: now() - t0, raw: all.map((x) => ({ ...x, seq: Math.round(x.seq), burst: Math.round(x.burst), cpu: Number(x.cpu.toFixed(2)) })) };
 }

@@ -7,7 +7,8 @@
  * Sequential: 1,000 warm-up requests, then `sequential` requests one at a time. Burst: `burst`
  * requests issued in one tick, all awaited. Each request body is `{type: 'Echo', v}` with `v`
  * sized so that the request frame is about `message bytes`; the response `{ok: v}` is about the
- * same size. Any answer other than the echo is counted in `wrong`.
+ * same size. Any answer other than the echo is counted in `wrong`. The wait for each answer is
+ * warden/child's default (spin, then sleep) unless WARDEN_COMMS_SPIN_US says otherwise.
  */
 import { connect } from 'warden/child';
 
@@ -39,4 +40,5 @@ const answers = await Promise.allSettled(pending);
 const burstMs = performance.now() - t2;
 for (const a of answers) if (a.status !== 'fulfilled' || a.value !== v) wrong++;
 
-process.stdout.write(`${JSON.stringify({ sequential, burst, seqMs, seqCpuUs, burstMs, warmMs, wrong })}\n`);
+// The spin-then-sleep wait's counts (null when it is off), so the bench can check what it measured.
+process.stdout.write(`${JSON.stringify({ sequential, burst, seqMs, seqCpuUs, burstMs, warmMs, wrong, spin: warden.spin ?? null })}\n`);
