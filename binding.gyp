@@ -5,6 +5,13 @@
       "sources": ["native/warden_native.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "conditions": [["OS!='linux'", {"type": "none"}]]
+    },
+    {
+      "target_name": "warden-reaper",
+      "type": "executable",
+      "sources": ["native/warden_reaper.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra"],
+      "conditions": [["OS!='linux'", {"type": "none"}]]
     }
   ]
 }

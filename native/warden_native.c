@@ -7,8 +7,9 @@
  * whole process and then waits while the child tears that copy down in exec.
  *
  * Four calls, all synchronous and without callbacks into JavaScript:
- *   spawn(path, argv, envp, cwd, setsid, stdinPipe)
- *       -> [pid, fd0, fd1, fd2, fd3, fd4]   (fd0 is -1 when stdin is /dev/null)
+ *   spawn(path, argv, envp, cwd, setsid, stdinPipe[, statusFd])
+ *       -> [pid, fd0, fd1, fd2, fd3, fd4]   (fd0 is -1 when stdin is /dev/null; with `statusFd`,
+ *                                            a sixth socket as the child's fd 5, for warden-reaper)
  *       -> [-errno]                          when the child could not be started
  *     The child gets fd 0 (/dev/null or a socket), fds 1-4 (sockets), a new session when
  *     `setsid`, every signal at its default disposition and an empty signal mask. The returned
@@ -38,7 +39,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CHANNELS 5 /* fds 0-4 */
+#define MAX_CHANNELS 6 /* fds 0-4, and fd 5 for warden-reaper's status */
 
 static char *get_string(napi_env env, napi_value value) {
   size_t length = 0;
@@ -90,10 +91,10 @@ static napi_value failure(napi_env env, int err) {
 }
 
 static napi_value Spawn(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value args[6];
-  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc != 6) {
-    napi_throw_type_error(env, NULL, "spawn(path, argv, envp, cwd, setsid, stdinPipe)");
+  size_t argc = 7;
+  napi_value args[7];
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc < 6) {
+    napi_throw_type_error(env, NULL, "spawn(path, argv, envp, cwd, setsid, stdinPipe[, statusFd])");
     return NULL;
   }
   napi_valuetype cwd_type;
@@ -101,13 +102,16 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   bool new_session = false, stdin_pipe = false;
   napi_get_value_bool(env, args[4], &new_session);
   napi_get_value_bool(env, args[5], &stdin_pipe);
+  bool status_fd = false;
+  if (argc > 6) napi_get_value_bool(env, args[6], &status_fd);
+  const int CHANNELS = status_fd ? 6 : 5;
 
   char *path = get_string(env, args[0]);
   char **argv = get_strings(env, args[1]);
   char **envp = get_strings(env, args[2]);
   char *cwd = cwd_type == napi_string ? get_string(env, args[3]) : NULL;
-  int pairs[CHANNELS][2];
-  for (int i = 0; i < CHANNELS; i++) pairs[i][0] = pairs[i][1] = -1;
+  int pairs[MAX_CHANNELS][2];
+  for (int i = 0; i < MAX_CHANNELS; i++) pairs[i][0] = pairs[i][1] = -1;
   int err = 0;
   if (path == NULL || argv == NULL || envp == NULL || (cwd_type == napi_string && cwd == NULL)) err = ENOMEM;
 

@@ -3,26 +3,32 @@
  * `npm install` with node-gyp): posix_spawn, reaping by pid, prctl. Absent where it could not be
  * built (no compiler, another OS); every user of it has a fallback or says it is missing.
  */
+import { accessSync, constants as fsConstants } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { isMainThread } from 'node:worker_threads';
 import { isLinux } from '../signal/proc.js';
 
 export interface NativeBinding {
-  spawn(path: string, argv: string[], envp: string[], cwd: string | null, setsid: boolean, stdinPipe: boolean): number[];
   reap(pid: number): [number, number] | null;
   /** 0, or minus the errno. */
   setDumpable(on: boolean): number;
+  /** With `statusFd`, a sixth socket is the child's fd 5 (warden-reaper's status). */
+  spawn(path: string, argv: string[], envp: string[], cwd: string | null, setsid: boolean, stdinPipe: boolean, statusFd?: boolean): number[];
   spinReadable(fd: number, micros: number): number;
 }
+
+/** The package root's build/Release, seen from dist/lib/process/ (the package) or lib/process/ (the sources). */
+const RELEASE_DIRS = ['../../../build/Release/', '../../build/Release/'];
 
 function load(): NativeBinding | undefined {
   if (!isLinux) return undefined;
   const require = createRequire(import.meta.url);
   // The package root's build/Release, seen from dist/lib/process/ (the package) or lib/process/
   // (the sources, under the spec runner).
-  for (const path of ['../../../build/Release/warden_native.node', '../../build/Release/warden_native.node']) {
+  for (const dir of RELEASE_DIRS) {
     try {
-      return require(path) as NativeBinding;
+      return require(`${dir}warden_native.node`) as NativeBinding;
     } catch {
       // not there: try the next
     }
@@ -32,6 +38,26 @@ function load(): NativeBinding | undefined {
 
 /** The addon, when it was built and loads here. */
 export const nativeBinding = load();
+
+function findReaper(): string | undefined {
+  if (!isLinux) return undefined;
+  for (const dir of RELEASE_DIRS) {
+    const path = fileURLToPath(new URL(`${dir}warden-reaper`, import.meta.url));
+    try {
+      accessSync(path, fsConstants.X_OK);
+      return path;
+    } catch {
+      // not there: try the next
+    }
+  }
+  return undefined;
+}
+
+/**
+ * warden-reaper (native/warden_reaper.c, built with the addon): the leader of a task under the
+ * subreaper tier. Undefined where it was not built.
+ */
+export const reaperPath = findReaper();
 
 /**
  * The addon for starting tasks, unless WARDEN_SPAWNER=node or this is a worker thread: signals

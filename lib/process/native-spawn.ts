@@ -37,6 +37,12 @@ export interface NativeSpawnRequest {
   env: NodeJS.ProcessEnv;
   setsid: boolean;
   stdin: boolean;
+  /**
+   * warden-reaper's path: start it as the leader, with the command as its child and its status
+   * socket as fd 5 (`stdio[5]`). The command is resolved and checked here first, so a missing or
+   * unexecutable command fails the spawn as it does without the reaper.
+   */
+  reaper?: string;
 }
 
 /** An error of the kind child_process gives for a failed spawn: `code` is the errno name. */
@@ -151,9 +157,12 @@ export function nativeSpawn(req: NativeSpawnRequest): NativeChild {
   for (const s of [...argv, ...envp, req.cwd ?? '']) {
     if (s.includes('\0')) throw new TypeError(`spawn ${req.command}: arguments, environment and cwd must be strings without null bytes`);
   }
+  if (req.reaper !== undefined) checkExecutable(path, req.command, req.cwd);
   if (live.size === 0) process.on('SIGCHLD', reapAll);
-  let out = binding!.spawn(path, argv, envp, req.cwd ?? null, req.setsid, req.stdin);
-  if (out.length === 1 && -out[0]! === osConstants.errno.ENOEXEC) {
+  let out = req.reaper !== undefined
+    ? binding!.spawn(req.reaper, [req.reaper, path, ...argv], envp, req.cwd ?? null, req.setsid, req.stdin, true)
+    : binding!.spawn(path, argv, envp, req.cwd ?? null, req.setsid, req.stdin);
+  if (req.reaper === undefined && out.length === 1 && -out[0]! === osConstants.errno.ENOEXEC) {
     // An executable file the kernel cannot run (a script without `#!`): run it with /bin/sh, as
     // execvp (and so child_process) does.
     out = binding!.spawn('/bin/sh', ['/bin/sh', path, ...req.args], envp, req.cwd ?? null, req.setsid, req.stdin);
@@ -180,6 +189,27 @@ export function pollNativeExits(): void {
 /** Native children not reaped yet (specs). */
 export function nativeChildrenAlive(): number {
   return live.size;
+}
+
+/**
+ * What exec would say about `path` before the reaper tries it: ENOENT when it is missing, EACCES
+ * when it is not an executable file (a directory, no execute bit). Relative paths are taken from
+ * `cwd`, as the child would.
+ */
+function checkExecutable(path: string, command: string, cwd: string | undefined): void {
+  const full = cwd !== undefined && !path.startsWith('/') ? join(cwd, path) : path;
+  let isFile: boolean;
+  try {
+    isFile = statSync(full).isFile();
+  } catch {
+    throw new NativeSpawnError('ENOENT', osConstants.errno.ENOENT, command);
+  }
+  try {
+    if (!isFile) throw new Error('not a file');
+    accessSync(full, fsConstants.X_OK);
+  } catch {
+    throw new NativeSpawnError('EACCES', osConstants.errno.EACCES, command);
+  }
 }
 
 const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));

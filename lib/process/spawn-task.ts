@@ -23,6 +23,8 @@ export interface SpawnRequest {
   wrap?: <T>(fork: () => T) => T;
   /** Start through posix_spawn when the native spawner is built (default true). */
   native?: boolean;
+  /** Start warden-reaper (this path) as the leader, the command as its child (native spawner only). */
+  reaper?: string;
 }
 
 /**
@@ -108,7 +110,7 @@ export function spawnTask(req: SpawnRequest, cookie: string): { child: TaskChild
   }
   const fork = (): TaskChild =>
     req.native !== false && nativeSpawnAvailable
-      ? nativeSpawn({ command: req.command, args: req.args, cwd: req.cwd, env: childEnv(req, cookie), setsid: req.isolate, stdin: req.stdin })
+      ? nativeSpawn({ command: req.command, args: req.args, cwd: req.cwd, env: childEnv(req, cookie), setsid: req.isolate, stdin: req.stdin, ...(req.reaper !== undefined ? { reaper: req.reaper } : {}) })
       : spawn(req.command, req.args as string[], {
           cwd: req.cwd,
           env: childEnv(req, cookie),

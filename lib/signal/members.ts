@@ -26,6 +26,12 @@ export interface MemberQuery {
   /** `WARDEN_TASK=<cookie>` as bytes. */
   cookie: Buffer;
   cgroup?: TaskCgroup;
+  /**
+   * The leader is warden-reaper (the subreaper tier): not a member itself (it ignores the
+   * graceful signal and exits once it has no child left), but the walk by parent pid starts from
+   * it, since every orphan of the task is re-parented to it.
+   */
+  rootIsReaper?: boolean;
   /** Skip the environment scan (the cgroup tier is authoritative and fast). */
   skipCookieScan?: boolean;
   /**
@@ -51,6 +57,7 @@ export function findMembers(q: MemberQuery): Member[] {
   const found = new Map<number, Member>();
   const add = (st: ProcStat, via: Member['via']): void => {
     if (st.pid === selfPid || st.pid <= 1 || found.has(st.pid)) return;
+    if (q.rootIsReaper && st.pid === q.rootPid) return;
     if (!isAliveStat(st) || st.startTime < q.rootStartTime) return;
     found.set(st.pid, { pid: st.pid, startTime: st.startTime, pgid: st.pgid, escapee: st.pgid !== q.pgid, via });
   };

@@ -6,6 +6,7 @@ import { isLinux, platformName } from '../signal/proc.js';
 import { Signaller } from '../signal/signaller.js';
 import { SpawnLedger } from '../signal/spawn-ledger.js';
 import { nativeSpawnAvailable } from '../process/native-spawn.js';
+import { reaperPath } from '../process/native-binding.js';
 import { makeNonDumpable } from '../process/hardening.js';
 import { ControlPlaneClient } from '../control-plane/client.js';
 import { HandlerRegistry, type Handler, type HandlerContext } from '../comms/handlers.js';
@@ -19,10 +20,12 @@ import type { TaskResult, TaskSpec } from './types.js';
 export interface SupervisorOptions {
   /**
    * Containment to use: `'auto'` (default) takes a cgroup per task where the cgroup v2 hierarchy
-   * is writable (root, or a delegated subtree) and falls back to process group + environment
-   * cookie; `'group'` never uses cgroups.
+   * is writable (root, or a delegated subtree), else the subreaper tier for isolated tasks where
+   * warden-reaper was built (the native spawner's build), else process group + environment
+   * cookie. `'subreaper'` skips cgroups and takes the subreaper tier (an error where it is not
+   * built); `'group'` uses neither.
    */
-  containment?: 'auto' | 'group';
+  containment?: 'auto' | 'subreaper' | 'group';
   /**
    * How tasks start: `'auto'` (default) through posix_spawn(3) when warden's native spawner was
    * built at install (no copy of the supervisor's page tables per spawn: see README), else
@@ -93,6 +96,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly spawner: 'native' | 'node';
   readonly tasks = new Map<string, Task>();
   private readonly cgroups: CgroupTier | undefined;
+  /** warden-reaper's path when the subreaper tier is on. */
+  private readonly reaper: string | undefined;
   private readonly leftoverCgroups = new Set<TaskCgroup>();
   private closing: Promise<void> | undefined;
   private readonly handlers = new Map<string, Handler<any, unknown, TaskHandlerContext>>(); // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -107,15 +112,21 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     super();
     if (!isLinux) throw new WardenError('ERR_UNSUPPORTED_PLATFORM', `warden supervises process trees through /proc and runs on Linux only; this is ${platformName}.`);
     const containment = options.containment ?? 'auto';
-    if (containment !== 'auto' && containment !== 'group') throw new TypeError(`warden: containment must be 'auto' or 'group', got ${JSON.stringify(containment)}.`);
+    if (containment !== 'auto' && containment !== 'subreaper' && containment !== 'group') throw new TypeError(`warden: containment must be 'auto', 'subreaper' or 'group', got ${JSON.stringify(containment)}.`);
     const spawner = options.spawner ?? 'auto';
     if (spawner !== 'auto' && spawner !== 'node') throw new TypeError(`warden: spawner must be 'auto' or 'node', got ${JSON.stringify(spawner)}.`);
     this.spawner = spawner === 'auto' && nativeSpawnAvailable ? 'native' : 'node';
+    // The reaper is started by the native spawner (it needs fd 5 and the command resolved first).
+    const reaper = this.spawner === 'native' && containment !== 'group' ? reaperPath : undefined;
+    if (containment === 'subreaper' && reaper === undefined) {
+      throw new WardenError('ERR_UNSUPPORTED', `warden: containment 'subreaper' needs warden-reaper and the native spawner, ${this.spawner !== 'native' ? 'but tasks start through child_process here (spawner \'node\', WARDEN_SPAWNER=node, a worker thread, or no addon)' : 'but build/Release/warden-reaper was not built (npm install builds it with node-gyp)'}; use containment 'auto' or 'group'.`);
+    }
     if (options.nonDumpable !== undefined && typeof options.nonDumpable !== 'boolean') throw new TypeError(`warden: nonDumpable must be a boolean, got ${JSON.stringify(options.nonDumpable)}.`);
     if (options.nonDumpable) makeNonDumpable();
     this.reactor = new Reactor((err) => this.log('error', `internal timer callback failed: ${(err as Error)?.message ?? String(err)}`));
     this.signaller = new Signaller((err) => this.log('error', err.message, { code: err.code }));
     this.cgroups = containment === 'auto' ? CgroupTier.detect() : undefined;
+    this.reaper = reaper;
     this.comms = { ...(options.comms ?? {}) };
     this.controlPlane = options.controlPlane ? resolveControlPlane(options.controlPlane) : undefined;
     this.taskDeps = {
@@ -126,6 +137,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       nativeSpawn: this.spawner === 'native',
       ledger: new SpawnLedger(),
       cgroups: this.cgroups,
+      reaper: this.reaper,
       onSettled: (t) => this.onSettled(t),
       keepCgroup: (cg) => this.keepForRemoval(cg),
       onRecord: (r) => this.emit('record', r),
@@ -183,8 +195,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   }
 
   /** The strongest containment this supervisor can give a task. */
-  get containment(): 'cgroup' | 'group+cookie' {
-    return this.cgroups?.usable ? 'cgroup' : 'group+cookie';
+  get containment(): 'cgroup' | 'subreaper' | 'group+cookie' {
+    return this.cgroups?.usable ? 'cgroup' : this.reaper !== undefined ? 'subreaper' : 'group+cookie';
   }
 
   /**

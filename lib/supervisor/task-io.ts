@@ -5,6 +5,7 @@ import type { Reactor, StreamReg } from '../reactor/reactor.js';
 import type { ResolvedSpec } from './options.js';
 import type { TaskLog } from './task-log.js';
 import type { Task } from './task.js';
+import { REAPER_STREAM } from './task-leader.js';
 
 /** The pipes of one task, as the task sees them. */
 export interface TaskIO {
@@ -134,7 +135,8 @@ export function wireTaskIO(task: Task, reactor: Reactor, child: TaskChild, spec:
     }, 0),
     release: () => {
       for (const p of pumps) p.detach();
-      const forced = reactor.releaseTask(task.id);
+      // warden-reaper's status socket is the leader's, not a task pipe: it is not reported.
+      const forced = reactor.releaseTask(task.id).filter((name) => name !== REAPER_STREAM);
       // A pipe force-closed after drainMs (or one that failed) may hold a partial last line: it
       // is a record too (DESIGN 7: nothing dropped), written before warden's own records of the end.
       for (const name of ['stdout', 'stderr', 'log'] as const) if (regs.has(name)) flush(name);

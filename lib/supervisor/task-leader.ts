@@ -4,9 +4,16 @@ import { NativeChild, pollNativeExits } from '../process/native-spawn.js';
 import { spawnFailure, spawnTask, type TaskChild } from '../process/spawn-task.js';
 import type { TaskCgroup } from '../signal/cgroup.js';
 import { readForkCountAtMost100msOld, readStat } from '../signal/proc.js';
+import { signalName } from '../signal/signals.js';
+import type { Readable } from 'node:stream';
 import type { ResolvedSpec } from './options.js';
 import type { TaskDeps } from './task-types.js';
 import type { Containment } from './types.js';
+
+/** The reactor name of warden-reaper's status socket (fd 5). */
+export const REAPER_STREAM = 'reaper';
+/** Longest status line read from the reaper; more is ignored (the reaper's own exit decides). */
+const MAX_STATUS_LINE = 128;
 
 /** What the leader reports to its task. None of these is called twice, nor after `exited` is set. */
 export interface LeaderEvents {
@@ -27,6 +34,11 @@ export interface LeaderEvents {
  * 1. `forksAtSpawn` is read before the fork: every member's pid is allocated after it.
  * 2. `exited` goes false -> true once; `exitCode`/`exitSignal` are set with it and never after.
  * 3. The leader's pid is passed to the signaller as reaped as soon as its exit is seen.
+ * 4. Under the subreaper tier the leader process is warden-reaper and "the leader exited" means
+ *    the command did: its status comes from the reaper's status socket (fd 5), or, when the
+ *    reaper ended without saying (killed), from the reaper's own exit once that socket has ended.
+ *    The reaper may outlive the command (it reaps the task's orphans); its pid counts as reaped,
+ *    and its group as gone, only once it has exited itself.
  */
 export class TaskLeader {
   child: TaskChild | undefined;
@@ -42,6 +54,8 @@ export class TaskLeader {
   exited = false;
   exitCode: number | null = null;
   exitSignal: NodeJS.Signals | null = null;
+  /** Subreaper tier: warden-reaper itself has exited (it may outlive the command). */
+  private reaperExited = false;
   private events: LeaderEvents | undefined;
 
   constructor(
@@ -58,6 +72,9 @@ export class TaskLeader {
     const cgroups = deps.cgroups;
     const cg = (this.cgroup = cgroups?.usable ? cgroups.create() : undefined);
     if (cg) this.containment = 'cgroup';
+    // The subreaper tier: for isolated tasks without a cgroup, when the reaper was built.
+    const reaper = !cg && spec.isolate && deps.nativeSpawn ? deps.reaper : undefined;
+    if (reaper !== undefined) this.containment = 'subreaper';
     this.forksAtSpawn = readForkCountAtMost100msOld();
     const spawned = spawnTask(
       {
@@ -70,6 +87,7 @@ export class TaskLeader {
         isolate: spec.isolate,
         stdin: spec.stdin,
         native: deps.nativeSpawn,
+        ...(reaper !== undefined ? { reaper } : {}),
         ...(cg && cgroups ? { wrap: <T>(fork: () => T): T => cgroups.spawnInside(cg, fork) } : {}),
       },
       cookie,
@@ -86,9 +104,66 @@ export class TaskLeader {
     const st = readStat(pid);
     this.startTime = st?.startTime ?? 0;
     this.pgid = st?.pgid ?? (spec.isolate ? pid : deps.signaller.ownPgid);
-    child.once('exit', (code, signal) => this.onExit(code, signal, false));
-    watchExit(deps.reactor, spec.id, pid, this.startTime, spec.exitCheckMs, () => this.exited, () => this.onExit(null, null, true), child instanceof NativeChild ? pollNativeExits : undefined);
+    if (reaper !== undefined) this.watchReaper(child, pid);
+    else child.once('exit', (code, signal) => this.onExit(code, signal, false));
+    const done = reaper !== undefined ? () => this.reaperExited : () => this.exited;
+    watchExit(deps.reactor, spec.id, pid, this.startTime, spec.exitCheckMs, done, () => this.onReaperGone(), child instanceof NativeChild ? pollNativeExits : undefined);
     return child;
+  }
+
+  /** Whether the leader's process group is still held by a live (or unreaped) leader process. */
+  get groupHeld(): boolean {
+    return this.containment === 'subreaper' ? !this.reaperExited : !this.exited;
+  }
+
+  /**
+   * Subreaper tier: the command's exit from the reaper's status line (`exit <code> <signal>`);
+   * failing that, the reaper's own exit once its status socket has ended.
+   */
+  private watchReaper(child: TaskChild, pid: number): void {
+    let reaperStatus: [number | null, NodeJS.Signals | null] | undefined;
+    let statusEnded = false;
+    let line = '';
+    const fallBack = (): void => {
+      if (reaperStatus !== undefined && statusEnded) this.onExit(reaperStatus[0], reaperStatus[1], false);
+    };
+    child.once('exit', (code, signal) => {
+      this.reaperExited = true;
+      this.deps.signaller.markReaped(pid);
+      reaperStatus = [code, signal];
+      fallBack();
+    });
+    const status = child.stdio[5] as Readable | null | undefined;
+    if (!status) {
+      statusEnded = true;
+      return;
+    }
+    this.deps.reactor.addStream(this.spec.id, REAPER_STREAM, status as never, {
+      data: (chunk) => {
+        if (this.exited || line.length > MAX_STATUS_LINE) return;
+        line += chunk.toString('latin1');
+        const nl = line.indexOf('\n');
+        if (nl < 0) return;
+        const m = /^exit (-?\d+) (\d+)$/.exec(line.slice(0, nl));
+        if (!m) return; // not the reaper's: the fallback (its exit status) decides
+        const sig = Number(m[2]);
+        this.onExit(sig > 0 ? null : Number(m[1]), sig > 0 ? (signalName(sig) as NodeJS.Signals) : null, false);
+      },
+      end: () => {
+        statusEnded = true;
+        fallBack();
+      },
+      error: () => {
+        statusEnded = true;
+        fallBack();
+      },
+    });
+  }
+
+  /** The exit backstop found the leader process gone without an exit event. */
+  private onReaperGone(): void {
+    if (this.containment === 'subreaper') this.reaperExited = true;
+    this.onExit(null, null, true);
   }
 
   /** Stops listening to the child (at settle). */
@@ -99,7 +174,7 @@ export class TaskLeader {
   private onExit(code: number | null, signal: NodeJS.Signals | null, unobserved: boolean): void {
     if (this.exited) return;
     this.exited = true;
-    if (this.pid !== undefined) this.deps.signaller.markReaped(this.pid);
+    if (this.pid !== undefined && this.containment !== 'subreaper') this.deps.signaller.markReaped(this.pid);
     this.exitCode = code;
     this.exitSignal = signal;
     this.events?.exited(code, signal, unobserved);

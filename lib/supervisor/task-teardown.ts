@@ -13,7 +13,7 @@ export interface TeardownHost {
   spec: ResolvedSpec;
   cookie: string;
   deps: TaskDeps;
-  leader(): { pid: number | undefined; startTime: number; pgid: number; exited: boolean; forksAtSpawn: number | undefined; spawnSeq: number };
+  leader(): { pid: number | undefined; startTime: number; pgid: number; exited: boolean; groupHeld: boolean; forksAtSpawn: number | undefined; spawnSeq: number };
   cgroup(): TaskCgroup | undefined;
   containment(): Containment;
   graceCut(): boolean;
@@ -49,6 +49,7 @@ export class TaskTeardown {
       pgid,
       ...(pid !== undefined && forksAtSpawn !== undefined ? { forksAtSpawn, notMember: (p: number) => ledger.forkedAfter(spawnSeq, p) } : {}),
       isolated: this.host.spec.isolate,
+      ...(this.host.containment() === 'subreaper' ? { rootIsReaper: true } : {}),
       cookie: (this.cookieEntry ??= Buffer.from(`${COOKIE_NAME}=${this.host.cookie}`)),
       ...(cgroup ? { cgroup, skipCookieScan: true } : {}),
     };
@@ -95,7 +96,7 @@ export class TaskTeardown {
       killSignal: spec.killSignal,
       graceMs: spec.graceMs,
       maxKillRounds: spec.maxKillRounds,
-      leaderUnreaped: () => !this.host.leader().exited,
+      leaderUnreaped: () => this.host.leader().groupHeld,
       graceCut: () => this.host.graceCut(),
       killableCgroup: () => {
         const cg = this.host.cgroup();

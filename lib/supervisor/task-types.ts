@@ -45,6 +45,8 @@ export interface TaskDeps {
   /** The leaders this supervisor forked, in order: member scans skip the later ones. */
   ledger: SpawnLedger;
   cgroups: CgroupTier | undefined;
+  /** warden-reaper's path when isolated tasks without a cgroup get the subreaper tier. */
+  reaper: string | undefined;
   /** A task cgroup that could not be removed yet (retried later). */
   keepCgroup(cg: TaskCgroup): void;
   /** Called once the task has settled and released everything. */

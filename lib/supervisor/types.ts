@@ -22,7 +22,7 @@ export type TaskState =
   | 'server-terminated';
 
 /** How members of a task are contained and found; the strongest available is used per task. */
-export type Containment = 'cgroup' | 'group+cookie' | 'pid+cookie';
+export type Containment = 'cgroup' | 'subreaper' | 'group+cookie' | 'pid+cookie';
 
 export interface TaskSpec {
   /** Executable path or name looked up in PATH. No shell is involved. */
