@@ -56,6 +56,7 @@ export class TaskLeader {
   exitSignal: NodeJS.Signals | null = null;
   /** Subreaper tier: warden-reaper itself has exited (it may outlive the command). */
   private reaperExited = false;
+  private onReaperExited: (() => void) | undefined;
   private events: LeaderEvents | undefined;
 
   constructor(
@@ -111,6 +112,16 @@ export class TaskLeader {
     return child;
   }
 
+  /** Subreaper tier: warden-reaper has not exited yet (it goes once the task has no process left). */
+  get reaperAlive(): boolean {
+    return this.containment === 'subreaper' && !this.reaperExited && this.pid !== undefined;
+  }
+
+  /** Calls `cb` once when warden-reaper exits (replacing an earlier callback). */
+  whenReaperExits(cb: (() => void) | undefined): void {
+    this.onReaperExited = cb;
+  }
+
   /** Whether the leader's process group is still held by a live (or unreaped) leader process. */
   get groupHeld(): boolean {
     return this.containment === 'subreaper' ? !this.reaperExited : !this.exited;
@@ -132,6 +143,9 @@ export class TaskLeader {
       this.deps.signaller.markReaped(pid);
       reaperStatus = [code, signal];
       fallBack();
+      const cb = this.onReaperExited;
+      this.onReaperExited = undefined;
+      cb?.();
     });
     const status = child.stdio[5] as Readable | null | undefined;
     if (!status) {
@@ -164,6 +178,9 @@ export class TaskLeader {
   private onReaperGone(): void {
     if (this.containment === 'subreaper') this.reaperExited = true;
     this.onExit(null, null, true);
+    const cb = this.onReaperExited;
+    this.onReaperExited = undefined;
+    cb?.();
   }
 
   /** Stops listening to the child (at settle). */

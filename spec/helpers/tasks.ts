@@ -1,5 +1,7 @@
 import { Supervisor, type SupervisorOptions } from '../../lib/supervisor/supervisor.js';
 import type { Task } from '../../lib/supervisor/task.js';
+import { reaperPath } from '../../lib/process/native-binding.js';
+import { nativeSpawnAvailable } from '../../lib/process/native-spawn.js';
 
 /** Resolves when the task's stdout contains `word` (fixtures announce `ready`). */
 export function waitFor(task: Task, word = 'ready'): Promise<void> {
@@ -27,4 +29,5 @@ export async function withSupervisor<T>(options: SupervisorOptions, fn: (s: Supe
   }
 }
 
-export const containments: Array<SupervisorOptions['containment']> = ['auto', 'group'];
+/** Every containment option this machine can run ('subreaper' where warden-reaper was built). */
+export const containments: Array<SupervisorOptions['containment']> = reaperPath !== undefined && nativeSpawnAvailable ? ['auto', 'subreaper', 'group'] : ['auto', 'group'];
