@@ -22,7 +22,9 @@ export function packageForNobody(): { root: string; dispose(): void } {
   chmodSync(root, 0o755);
   cpSync(join(repoRoot, 'package.json'), join(root, 'package.json'));
   cpSync(join(repoRoot, 'dist/lib'), join(root, 'dist/lib'), { recursive: true });
-  if (existsSync(join(repoRoot, 'build/Release/warden_native.node'))) cpSync(join(repoRoot, 'build/Release/warden_native.node'), join(root, 'build/Release/warden_native.node'));
+  for (const built of ['warden_native.node', 'warden-reaper']) {
+    if (existsSync(join(repoRoot, 'build/Release', built))) cpSync(join(repoRoot, 'build/Release', built), join(root, 'build/Release', built));
+  }
   const deps = new Set<string>();
   const walk = (name: string): void => {
     if (deps.has(name) || !existsSync(join(repoRoot, 'node_modules', name, 'package.json'))) return;

@@ -11,6 +11,7 @@ import type { Task } from '../../lib/supervisor/task.js';
 import { guardLeaks, until } from '../helpers/leaks.js';
 import { fixture } from '../helpers/paths.js';
 import { withSupervisor } from '../helpers/tasks.js';
+import { nodeForNobody, packageForNobody, runAsNobody } from '../helpers/unprivileged.js';
 
 const { env } = guardLeaks();
 const available = reaperPath !== undefined && nativeSpawnAvailable;
@@ -148,5 +149,45 @@ describe.skipIf(!available)('the subreaper tier (warden-reaper leads the task)',
     expect(() => new Supervisor({ containment: 'subreaper', spawner: 'node' })).toThrow(WardenError);
     expect(() => new Supervisor({ containment: 'subreaper', spawner: 'node' })).toThrow(/needs warden-reaper and the native spawner/);
     expect(() => new Supervisor({ containment: 'bogus' as never })).toThrow(/'auto', 'subreaper' or 'group'/);
+  });
+});
+
+/** The daemon of fixtures/daemon-noenv.sh, inline (the checkout may be closed to uid 65534). */
+const DAEMON_TASK = `( setsid sh -c 'env -i /bin/sleep 300 </dev/null >/dev/null 2>&1 & echo "daemon $!"' & ); sleep 0.2; echo ready; exec sleep 300`;
+
+describe.skipIf(!available)('the subreaper tier for an ordinary user (uid 65534, no cgroup)', () => {
+  it("is what 'auto' picks, and it ends the daemon that would escape group + cookie", () => {
+    const node = nodeForNobody();
+    expect(node, 'a node binary executable by uid 65534').toBeDefined();
+    const pkg = packageForNobody();
+    let daemon: { pid: number; startTime: number } | undefined;
+    try {
+      const script = `
+        const { Supervisor } = await import(${JSON.stringify(join(pkg.root, 'dist/lib/index.js'))});
+        const { readFileSync } = await import('node:fs');
+        const s = new Supervisor();
+        const t = s.start({ command: 'sh', args: ['-c', ${JSON.stringify(DAEMON_TASK)}], graceMs: 200 });
+        let out = '';
+        await new Promise((ready) => t.on('stdout', (b) => { out += b; if (out.includes('ready')) ready(); }));
+        const pid = Number(/daemon ([0-9]+)/.exec(out)[1]);
+        const ppidOf = (p) => { try { const st = readFileSync('/proc/' + p + '/stat', 'latin1'); return Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]); } catch { return -1; } };
+        for (let i = 0; i < 200 && ppidOf(pid) !== t.pid; i++) await new Promise((r) => setTimeout(r, 10));
+        const reparented = ppidOf(pid) === t.pid;
+        t.cancel();
+        const r = await t.result;
+        await s.close();
+        process.stdout.write(JSON.stringify({ tier: s.containment, pid, reparented, containment: r.containment, survivors: r.survivors, escapees: r.escapees }));`;
+      const run = runAsNobody(node!, ['--input-type=module', '-e', script], env());
+      expect(run.stderr).toBe('');
+      const out = JSON.parse(run.stdout) as { tier: string; pid: number; reparented: boolean; containment: string; survivors: number; escapees: number };
+      const st = readStat(out.pid);
+      if (isAliveStat(st)) daemon = { pid: out.pid, startTime: st.startTime };
+      expect(out).toMatchObject({ tier: 'subreaper', containment: 'subreaper', reparented: true, survivors: 0 });
+      expect(out.escapees).toBeGreaterThanOrEqual(1);
+      expect(daemon, 'the daemon is gone').toBeUndefined();
+    } finally {
+      if (daemon !== undefined && alive(daemon)) process.kill(daemon.pid, 'SIGKILL'); // its pid was reported to this spec
+      pkg.dispose();
+    }
   });
 });
