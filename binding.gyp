@@ -11,6 +11,7 @@
       "type": "executable",
       "sources": ["native/warden_reaper.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"],
+      "ldflags": ["<!@(sh native/static-ldflags.sh)"],
       "conditions": [["OS!='linux'", {"type": "none"}]]
     }
   ]

@@ -4,6 +4,8 @@
  *   warden    supervisor.start({ command: '/bin/true' }) until `await task.result`
  *             (isolated, 5 fds, reactor, default containment: a cgroup per task when root)
  *   warden-group   the same with new Supervisor({ containment: 'group' }) (no cgroup hop)
+ *   warden-subreaper   containment 'subreaper': warden-reaper leads the task, the command is its
+ *                  child (one more fork and exec per task; what 'auto' gives a user without root)
  *   warden-group, child_process   the same with spawner: 'node' (libuv's fork instead of the
  *             native posix_spawn), to show what the native spawner is worth
  * warden starts tasks through its native spawner (posix_spawn) when the install built it; the
@@ -15,6 +17,7 @@
  * Goal (issue): warden <= 1.25x raw, sequential and with 16 in flight.
  */
 import { Supervisor } from '../lib/index.js';
+import { reaperPath } from '../lib/process/native-binding.js';
 import { rawSpawnTrue } from './lib/baselines.js';
 import { markedEnv, newMark } from './lib/marker.js';
 import { row, type BenchReport, type Row } from './lib/report.js';
@@ -56,6 +59,8 @@ export async function runSpawn(quick: boolean): Promise<BenchReport> {
   const auto = new Supervisor();
   const group = new Supervisor({ containment: 'group' });
   const groupNode = new Supervisor({ containment: 'group', spawner: 'node' });
+  // What 'auto' gives an ordinary user (no writable cgroup), where warden-reaper was built.
+  const reaper = group.spawner === 'native' && reaperPath !== undefined ? new Supervisor({ containment: 'subreaper' }) : undefined;
   const notes: string[] = [];
   const failures = new Map<string, number>();
   const wardenOnce = (sup: Supervisor, label: string): Once => async () => {
@@ -66,6 +71,7 @@ export async function runSpawn(quick: boolean): Promise<BenchReport> {
     { name: 'raw spawn', once: () => rawSpawnTrue(env) },
     { name: `warden (${auto.containment}, ${auto.spawner})`, once: wardenOnce(auto, 'warden') },
     { name: `warden (group, ${group.spawner})`, once: wardenOnce(group, 'warden-group') },
+    ...(reaper ? [{ name: 'warden (subreaper, native)', once: wardenOnce(reaper, 'warden-subreaper') }] : []),
     ...(group.spawner === 'native' ? [{ name: 'reference: warden (group, child_process)', once: wardenOnce(groupNode, 'warden-group-node') }] : []),
   ];
   const modes = [
@@ -87,6 +93,7 @@ export async function runSpawn(quick: boolean): Promise<BenchReport> {
     await auto.close();
     await group.close();
     await groupNode.close();
+    await reaper?.close();
   }
 
   const rows: Row[] = [];
