@@ -15,6 +15,7 @@
  */
 import treeKill from 'tree-kill';
 import { Supervisor, type Task, type TaskResult } from '../lib/index.js';
+import { reaperPath } from '../lib/process/native-binding.js';
 import { findMarked, killGroup, killMarked, killPid, markEntry, markedEnv, newMark } from './lib/marker.js';
 import { environMatches, isLive, listPids, readEnviron, readStat } from './lib/proc.js';
 import { readyWatch, recordMembers, spawnRawTree, treeArgs, TREE_SIZE, waitGone, type RawTree, type TreeVariant } from './lib/proc-tree.js';
@@ -137,9 +138,14 @@ export async function runTeardown(quick: boolean): Promise<BenchReport> {
   const group = new Supervisor({ containment: 'group' });
   const wardenAuto = `warden (${auto.containment})`;
   const wardenGroup = 'warden (group)';
+  // The tier 'auto' gives an ordinary user, where warden-reaper was built (skipped when that is what auto is).
+  const reaper = auto.containment !== 'subreaper' && group.spawner === 'native' && reaperPath !== undefined ? new Supervisor({ containment: 'subreaper' }) : undefined;
+  const wardenReaper = 'warden (subreaper)';
+  const wardens = [wardenAuto, ...(reaper ? [wardenReaper] : []), wardenGroup];
   type Runner = { name: string; run: (v: TreeVariant) => Promise<Trial> };
   const runners: Runner[] = [
     { name: wardenAuto, run: (v) => wardenTrial(wardenAuto, auto, v) },
+    ...(reaper ? [{ name: wardenReaper, run: (v: TreeVariant) => wardenTrial(wardenReaper, reaper, v) }] : []),
     { name: wardenGroup, run: (v) => wardenTrial(wardenGroup, group, v) },
     ...PEERS.map((m) => ({ name: m.name, run: (v: TreeVariant) => peerTrial(m, v) })),
   ];
@@ -152,6 +158,7 @@ export async function runTeardown(quick: boolean): Promise<BenchReport> {
   } finally {
     await auto.close();
     await group.close();
+    await reaper?.close();
   }
 
   const rows: Row[] = [];
@@ -166,14 +173,14 @@ export async function runTeardown(quick: boolean): Promise<BenchReport> {
       return `max ${max(g).toFixed(1)}, all recorded gone in ${allGone}/${ts.length}, members ${median(ts.map((t) => t.members))}`;
     };
     const scan = { name: 'bare scan', value: goneMed('bare /proc scan') };
-    for (const w of [wardenAuto, wardenGroup]) {
+    for (const w of wardens) {
       rows.push(row({ name: `${v}: ${w} gone`, value: goneMed(w), unit: 'ms', baseline: scan, goal: { of: 'ratio', op: '<=', target: 1.5 }, detail: goneDetail(w) }));
     }
-    for (const w of [wardenAuto, wardenGroup]) {
+    for (const w of wardens) {
       const res = of(w).map((t) => t.resultMs ?? NaN);
       rows.push(row({ name: `${v}: ${w} until task.result`, value: median(res), unit: 'ms', detail: `max ${max(res).toFixed(1)}` }));
     }
-    for (const w of [wardenAuto, wardenGroup]) {
+    for (const w of wardens) {
       rows.push(row({ name: `${v}: tree-kill SIGKILL gone vs ${w}`, value: goneMed('tree-kill SIGKILL'), unit: 'ms', baseline: { name: w, value: goneMed(w) }, goal: { of: 'ratio', op: '>=', target: 10 }, detail: goneDetail('tree-kill SIGKILL') }));
     }
     for (const m of ['kill(-pgid)', 'bare /proc scan']) rows.push(row({ name: `${v}: ${m} gone`, value: goneMed(m), unit: 'ms', detail: goneDetail(m) }));
@@ -192,13 +199,14 @@ export async function runTeardown(quick: boolean): Promise<BenchReport> {
       );
     }
   }
-  const static25 = all.filter((t) => t.variant === 'static' && t.members !== TREE_SIZE);
+  // Under the subreaper tier warden-reaper carries the mark too: one member more.
+  const static25 = all.filter((t) => t.variant === 'static' && t.members !== TREE_SIZE + (t.method === wardenReaper ? 1 : 0));
   if (static25.length) notes.push(`${static25.length} static trial(s) recorded a member count other than ${TREE_SIZE}: ${[...new Set(static25.map((t) => t.members))].join(', ')}`);
   const rescanned = all.filter((t) => t.recordScans > 1).length;
   if (rescanned) notes.push(`${rescanned}/${all.length} trial(s) needed more than one /proc scan after ready to record the whole tree (members mid-exec)`);
   const leaked = all.reduce((n, t) => n + t.leaked, 0);
   if (leaked) notes.push(`${leaked} marked process(es) could not be killed by the clean-up`);
-  for (const w of [wardenAuto, wardenGroup]) {
+  for (const w of wardens) {
     const ws = all.filter((t) => t.method === w && t.warden);
     const bad = ws.filter((t) => t.warden!.survivors !== 0 || t.warden!.pipesForceClosed);
     if (bad.length) notes.push(`${w}: ${bad.length} trial(s) reported survivors or force-closed pipes in task.result`);
