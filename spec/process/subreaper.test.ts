@@ -140,6 +140,15 @@ describe.skipIf(!available)('the subreaper tier (warden-reaper leads the task)',
     });
   });
 
+  it('a task that kills its own reaper ends at once: the command and what it started are torn down as leftovers', async () => {
+    await withSupervisor({ containment: 'subreaper' }, async (sup) => {
+      const r = await sup.run({ command: 'bash', args: ['-c', 'sleep 300 & kill -KILL $PPID; wait'], env: env(), graceMs: 300 });
+      // The reaper died without a status line: its own death is the leader's exit.
+      expect(r).toMatchObject({ reason: 'exited', exitCode: null, signal: 'SIGKILL', status: 137, survivors: 0 });
+      expect(r.signalled).toBeGreaterThanOrEqual(2); // bash and its sleep
+    });
+  });
+
   it('a task that is not isolated gets no reaper; containment subreaper needs the native spawner', async () => {
     await withSupervisor({ containment: 'subreaper' }, async (sup) => {
       expect(sup.containment).toBe('subreaper');
