@@ -14,6 +14,7 @@ export const RUN_USAGE = `warden run [options] -- <command> [args...]
   --drain-ms N          post-exit pipe drain bound (default 2000)
   --kill-signal SIG     graceful signal (default SIGTERM)
   --no-isolate          stay in warden's process group
+  --containment C       auto (default: cgroup, else subreaper, else group), subreaper or group
   --log-file PATH       append the task's JSON-lines log there
   --result-file PATH    write the final result as JSON
   --control-plane URL --ti ID     start, heartbeat and report state to a control plane at URL
@@ -39,7 +40,10 @@ const FLAGS = {
   'max-failed-heartbeats': { type: 'int', min: 1 },
   'request-timeout-ms': { type: 'int', min: 1 },
   stdin: { type: 'bool' },
+  containment: { type: 'string' },
 } as const;
+
+const CONTAINMENTS = ['auto', 'subreaper', 'group'] as const;
 
 /** Exit status of `warden run` for a result (DESIGN 8). */
 export function runExitStatus(result: TaskResult, stoppedBy: NodeJS.Signals | undefined): number {
@@ -61,6 +65,10 @@ export function runExitStatus(result: TaskResult, stoppedBy: NodeJS.Signals | un
 export async function runCommand(argv: readonly string[]): Promise<number> {
   const { flags, rest } = parseFlags(argv, FLAGS);
   if (rest.length === 0) throw new UsageError(`warden run needs a command after its options.\n${RUN_USAGE}`);
+  const containment = flags.containment === undefined ? 'auto' : String(flags.containment);
+  if (!(CONTAINMENTS as readonly string[]).includes(containment)) {
+    throw new UsageError(`--containment: '${containment}' is not one of ${CONTAINMENTS.join(', ')}.`);
+  }
   if (flags['kill-signal'] !== undefined && !normalizeSignal(String(flags['kill-signal']))) {
     throw new UsageError(`--kill-signal: unknown signal '${flags['kill-signal']}'. Use a name such as SIGTERM or SIGINT.`);
   }
@@ -95,7 +103,13 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
       process.stderr.write(`warden: warning: tasks running as this user can read the token from warden's memory: ${(err as Error).message}\n`);
     }
   }
-  const supervisor = new Supervisor(controlPlane ? { controlPlane } : {});
+  let supervisor: Supervisor;
+  try {
+    supervisor = new Supervisor({ containment: containment as (typeof CONTAINMENTS)[number], ...(controlPlane ? { controlPlane } : {}) });
+  } catch (err) {
+    if (err instanceof WardenError && err.code === 'ERR_UNSUPPORTED') throw new UsageError(`--containment ${containment}: ${err.message}`);
+    throw err;
+  }
   let stoppedBy: NodeJS.Signals | undefined;
   let task;
   try {

@@ -7,6 +7,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { guardLeaks } from '../helpers/leaks.js';
 import { runWarden, type CliRun } from '../helpers/cli.js';
 import { cliPath, fixture } from '../helpers/paths.js';
+import { reaperPath } from '../../lib/process/native-binding.js';
+import { nativeSpawnAvailable } from '../../lib/process/native-spawn.js';
 
 const { env } = guardLeaks();
 const dir = mkdtempSync(join(tmpdir(), 'warden-cli-'));
@@ -41,6 +43,17 @@ describe('warden run', () => {
     expect(r.code).toBe(124);
     const result = JSON.parse(readFileSync(file, 'utf8'));
     expect(result).toMatchObject({ reason: 'timeout', survivors: 0, escapees: 2 });
+  });
+
+  it.each(['subreaper', 'group'])('--containment %s is used and reported; a bad value is a usage error', async (tier) => {
+    if (tier === 'subreaper' && !(reaperPath !== undefined && nativeSpawnAvailable)) return;
+    const file = join(dir, `containment-${tier}.json`);
+    const r = await warden(['run', '--containment', tier, '--timeout-ms', '300', '--grace-ms', '100', '--result-file', file, '--', fixture('tree.sh')]);
+    expect(r.code).toBe(124);
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toMatchObject({ reason: 'timeout', survivors: 0, escapees: 2, containment: tier === 'group' ? 'group+cookie' : tier });
+    const bad = await warden(['run', '--containment', 'jail', '--', 'true']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--containment: 'jail' is not one of auto, subreaper, group/);
   });
 
   it.each([
