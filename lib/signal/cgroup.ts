@@ -70,11 +70,15 @@ export class TaskCgroup {
 
 const selfPid = String(process.pid);
 
+/** The number in the next task cgroup's name (`<pid>.<n>`): unique in this process. */
+let cgroupSeq = 0;
+/** Names tried before a task goes without a cgroup. */
+const MAX_CREATE_ATTEMPTS = 16;
+
 /** Empty task cgroups kept for reuse (a mkdir and an rmdir saved per task). */
 const MAX_SPARE_CGROUPS = 16;
 
 export class CgroupTier {
-  private seq = 0;
   private broken = false;
   private readonly spare: TaskCgroup[] = [];
   /** The supervisor's own cgroup.procs, opened on the first spawn, closed by `drain()`. */
@@ -129,13 +133,19 @@ export class CgroupTier {
       if (!cg.populated() && !cg.removed) return cg;
       cg.remove();
     }
-    const path = `${this.basePath}/${process.pid}.${++this.seq}`;
-    try {
-      mkdirSync(path);
-      return new TaskCgroup(path);
-    } catch {
-      return undefined;
+    // Numbered process-wide, not per supervisor: a process may hold several supervisors one
+    // after the other, and a cgroup of an earlier one can still be there (kept for a retried
+    // removal). A name taken anyway (EEXIST) moves on to the next number.
+    for (let attempt = 0; attempt < MAX_CREATE_ATTEMPTS; attempt++) {
+      const path = `${this.basePath}/${process.pid}.${++cgroupSeq}`;
+      try {
+        mkdirSync(path);
+        return new TaskCgroup(path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
+      }
     }
+    return undefined;
   }
 
   /**

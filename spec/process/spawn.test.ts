@@ -106,7 +106,8 @@ describe('channels and environment', () => {
   });
 
   it('an isolated task is its own session and group leader; cwd is honoured', async () => {
-    await withSupervisor({}, async (sup) => {
+    // Group + cookie: under the subreaper tier the leader is warden-reaper (spec/process/subreaper.test.ts).
+    await withSupervisor({ containment: 'group' }, async (sup) => {
       const task = sup.start({ command: 'bash', args: ['-c', 'echo "$$ $(ps -o pgid= -p $$) $(ps -o sid= -p $$) $PWD"'], cwd: '/tmp', env: env() });
       let out = '';
       task.on('stdout', (b) => (out += b));

@@ -63,7 +63,8 @@ describe('a native child whose SIGCHLD went missing', () => {
 
 describe.each(['auto', 'node'] as const)('both spawners give the child the same start (spawner %s)', (spawner) => {
   it('fd 0 /dev/null, fds 1-4 sockets, no signal blocked or ignored, its own session, the cwd', async () => {
-    await withSupervisor({ spawner }, async (sup) => {
+    // Group + cookie, so the command is the leader (under the subreaper tier warden-reaper is).
+    await withSupervisor({ spawner, containment: 'group' }, async (sup) => {
       const task = sup.start({ command: 'bash', args: ['-c', SELF_REPORT], cwd: '/tmp', env: env() });
       let out = '';
       task.on('stdout', (b) => (out += b));

@@ -71,7 +71,8 @@ describe('output', () => {
       // The holder is a survivor the result reports honestly; the spec cleans it up via its token.
       expect(r.survivors).toBe(1);
       const left = liveWithToken(Buffer.from(`${TOKEN_NAME}=${token()}`));
-      expect(left).toHaveLength(1);
+      // Under the subreaper tier (no cgroup: not root) warden-reaper stays with the holder.
+      expect(left).toHaveLength(r.containment === 'subreaper' ? 2 : 1);
       for (const pid of left) process.kill(pid, 'SIGKILL');
       expect(await until(() => liveWithToken(Buffer.from(`${TOKEN_NAME}=${token()}`)).length === 0)).toBe(true);
     });
@@ -149,6 +150,24 @@ describe('supervisor', () => {
       expect(sup.tasks.size).toBe(0);
       expect(sup.reactor.taskCount).toBe(0);
       expect(sup.reactor.wheel.size).toBe(0);
+    });
+  });
+
+  it('two supervisors in one process give their tasks the same tier: their cgroups never take the same name', async () => {
+    await withSupervisor({}, async (first) => {
+      await withSupervisor({}, async (second) => {
+        const a = first.start({ command: 'bash', args: ['-c', 'echo ready; sleep 300'], env: env() });
+        const b = second.start({ command: 'bash', args: ['-c', 'echo ready; sleep 300'], env: env() });
+        await Promise.all([waitFor(a), waitFor(b)]);
+        // Each supervisor's best tier ('cgroup' as root); before, the second one's first cgroup
+        // name collided with the first one's and its task fell back to a weaker tier.
+        expect(a.containment).toBe(first.containment);
+        expect(b.containment).toBe(second.containment);
+        a.cancel();
+        b.cancel();
+        expect((await a.result).survivors).toBe(0);
+        expect((await b.result).survivors).toBe(0);
+      });
     });
   });
 
