@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WardenError } from '../../lib/errors.js';
 import { HandlerRegistry } from '../../lib/comms/handlers.js';
 import { connect } from '../../lib/child/index.js';
@@ -6,7 +6,7 @@ import { Deadlines, type DeadlineEntry } from '../../lib/child/deadlines.js';
 import { RequestIdAllocator } from '../../lib/child/request-ids.js';
 import { formatRecord } from '../../lib/child/task-log.js';
 import {
-  attachChannel, buildChildLib, expectNoLeaks, finish, removeChildLib, resources, spawnPeer, type Attached, type Peer,
+  attachChannel, buildChildLib, removeChildLib, spawnPeer, trackPeers, type Peer,
 } from '../fixtures/comms/harness.js';
 
 let childLib: string;
@@ -38,21 +38,12 @@ function echoHandlers() {
 }
 
 describe('warden/child in a real task process', () => {
-  let baseline: string[];
-  let running: { peer: Peer; attached?: Attached<unknown> }[];
-  beforeEach(() => {
-    baseline = resources();
-    running = [];
-  });
-  afterEach(async () => {
-    for (const { peer, attached } of running) await finish(peer, attached);
-    await expectNoLeaks(baseline);
-  });
+  const { track } = trackPeers();
 
   function task(scenario: string, options: { maxInflightRequests?: number; handlers?: HandlerRegistry } = {}) {
     const peer = spawnPeer('child-task.mjs', [scenario], { WARDEN_CHILD_LIB: childLib });
     const attached = attachChannel(peer.comms, { taskId: 't-child', handlers: echoHandlers(), ...options });
-    running.push({ peer, attached });
+    track(peer, attached);
     return { peer, attached, channel: attached.channel };
   }
 
@@ -69,7 +60,7 @@ describe('warden/child in a real task process', () => {
 
   it('fails connect() with a clear ERR_NOT_UNDER_WARDEN when the fds are missing, and logs to stderr instead', async () => {
     const peer = spawnPeer('child-task.mjs', ['no-fds'], { WARDEN_CHILD_LIB: childLib, WARDEN_COMMS_FD: undefined, WARDEN_LOG_FD: undefined });
-    running.push({ peer });
+    track(peer);
     expect(await exitsWithin(peer, 10_000)).toBe(0);
     await peer.closed;
     const error = json(peer.stdout[0]!);

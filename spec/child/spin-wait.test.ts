@@ -5,7 +5,7 @@ import { HandlerRegistry } from '../../lib/comms/handlers.js';
 import { MAX_SKIP, MISSES_BEFORE_BACKOFF, SpinWait } from '../../lib/child/spin-wait.js';
 import { nativeBinding } from '../../lib/process/native-binding.js';
 import {
-  attachChannel, buildChildLib, expectNoLeaks, finish, removeChildLib, resources, spawnPeer, type Attached, type Peer,
+  attachChannel, buildChildLib, expectNoLeaks, removeChildLib, resources, spawnPeer, trackPeers,
 } from '../fixtures/comms/harness.js';
 
 const native = nativeBinding;
@@ -95,16 +95,7 @@ describe.skipIf(native === undefined || !multiCpu)('the spin-then-sleep wait in 
   beforeAll(async () => { childLib = (await buildChildLib()).url; });
   afterAll(() => removeChildLib());
 
-  let baseline: string[];
-  let running: Array<{ peer: Peer; attached: Attached<unknown> }>;
-  beforeEach(() => {
-    baseline = resources();
-    running = [];
-  });
-  afterEach(async () => {
-    for (const { peer, attached } of running) await finish(peer, attached);
-    await expectNoLeaks(baseline);
-  });
+  const { track } = trackPeers();
 
   const handlers = () => new HandlerRegistry()
     .handle('Now', (body) => body['value'])
@@ -113,7 +104,7 @@ describe.skipIf(native === undefined || !multiCpu)('the spin-then-sleep wait in 
   async function run(args: string[], env: NodeJS.ProcessEnv = {}, launcher: string[] = []) {
     const peer = spawnPeer('child-task.mjs', ['spin', ...args], { WARDEN_CHILD_LIB: childLib, ...env }, false, launcher);
     const attached = attachChannel(peer.comms, { taskId: 't-spin', handlers: handlers() });
-    running.push({ peer, attached });
+    track(peer, attached);
     attached.channel.sendStartup({});
     expect(await peer.exited).toBe(0);
     await peer.closed;
