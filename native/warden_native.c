@@ -6,7 +6,7 @@
  * same whatever the supervisor's heap size. libuv forks, which copies the page tables of the
  * whole process and then waits while the child tears that copy down in exec.
  *
- * Four calls, all synchronous and without callbacks into JavaScript:
+ * Five calls, all synchronous and without callbacks into JavaScript:
  *   spawn(path, argv, envp, cwd, setsid, stdinPipe[, statusFd])
  *       -> [pid, fd0, fd1, fd2, fd3, fd4]   (fd0 is -1 when stdin is /dev/null; with `statusFd`,
  *                                            a sixth socket as the child's fd 5, for warden-reaper)
@@ -19,6 +19,10 @@
  *   setDumpable(on) -> 0 | -errno
  *     prctl(PR_SET_DUMPABLE): off, processes of the same user (the tasks) can no longer read
  *     this process's memory or /proc/<pid>/environ, nor ptrace it.
+ *   With `[cols, rows]` as an eighth argument the child's fds 0-2 are the slave side of a new
+ *   pty (its controlling terminal when `setsid`), and fd0's slot returns the master.
+ *   setWinsize(fd, cols, rows) -> 0 | -errno
+ *     Resizes a pty (TIOCSWINSZ on its master; the child gets SIGWINCH).
  *   spinReadable(fd, micros) -> 1 | 0
  *     A bounded busy wait for `fd` to turn readable (the task side's spin-then-sleep wait).
  */
@@ -29,10 +33,12 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <time.h>
 #include <sys/socket.h>
@@ -91,10 +97,10 @@ static napi_value failure(napi_env env, int err) {
 }
 
 static napi_value Spawn(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value args[7];
+  size_t argc = 8;
+  napi_value args[8];
   if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc < 6) {
-    napi_throw_type_error(env, NULL, "spawn(path, argv, envp, cwd, setsid, stdinPipe[, statusFd])");
+    napi_throw_type_error(env, NULL, "spawn(path, argv, envp, cwd, setsid, stdinPipe[, statusFd[, [cols, rows]]])");
     return NULL;
   }
   napi_valuetype cwd_type;
@@ -105,6 +111,21 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   bool status_fd = false;
   if (argc > 6) napi_get_value_bool(env, args[6], &status_fd);
   const int CHANNELS = status_fd ? 6 : 5;
+  /* pty mode: [cols, rows] */
+  bool use_pty = false;
+  uint32_t cols = 80, rows = 24;
+  if (argc > 7) {
+    bool is_array = false;
+    napi_is_array(env, args[7], &is_array);
+    if (is_array) {
+      napi_value v;
+      use_pty = true;
+      if (napi_get_element(env, args[7], 0, &v) == napi_ok) napi_get_value_uint32(env, v, &cols);
+      if (napi_get_element(env, args[7], 1, &v) == napi_ok) napi_get_value_uint32(env, v, &rows);
+    }
+  }
+  int master = -1;
+  char slave[128] = {0};
 
   char *path = get_string(env, args[0]);
   char **argv = get_strings(env, args[1]);
@@ -115,7 +136,18 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   int err = 0;
   if (path == NULL || argv == NULL || envp == NULL || (cwd_type == napi_string && cwd == NULL)) err = ENOMEM;
 
-  for (int i = stdin_pipe ? 0 : 1; err == 0 && i < CHANNELS; i++) {
+  if (err == 0 && use_pty) {
+    /* The terminal: fds 0-2 of the child are its slave side, opened after setsid so that it
+       becomes the controlling terminal of the new session; the supervisor keeps the master. */
+    master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0 || ptsname_r(master, slave, sizeof slave) != 0) {
+      err = errno != 0 ? errno : EIO;
+    } else {
+      struct winsize size = {(unsigned short)rows, (unsigned short)cols, 0, 0};
+      ioctl(master, TIOCSWINSZ, &size);
+    }
+  }
+  for (int i = use_pty ? 3 : stdin_pipe ? 0 : 1; err == 0 && i < CHANNELS; i++) {
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pairs[i]) != 0) err = errno;
   }
 
@@ -136,13 +168,17 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
     }
     posix_spawn_file_actions_init(&actions);
     posix_spawnattr_init(&attr);
-    if (stdin_pipe) {
+    if (use_pty) {
+      posix_spawn_file_actions_addopen(&actions, 0, slave, O_RDWR, 0);
+      posix_spawn_file_actions_adddup2(&actions, 0, 1);
+      posix_spawn_file_actions_adddup2(&actions, 0, 2);
+    } else if (stdin_pipe) {
       posix_spawn_file_actions_adddup2(&actions, pairs[0][1], 0);
     } else {
       posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     }
     /* dup2 onto fds 1-4 clears close-on-exec on the copies; the originals close at exec. */
-    for (int i = 1; i < CHANNELS; i++) posix_spawn_file_actions_adddup2(&actions, pairs[i][1], i);
+    for (int i = use_pty ? 3 : 1; i < CHANNELS; i++) posix_spawn_file_actions_adddup2(&actions, pairs[i][1], i);
     if (cwd != NULL) posix_spawn_file_actions_addchdir_np(&actions, cwd);
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setsigmask(&attr, &none);
@@ -162,12 +198,34 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
     if (pairs[i][1] >= 0) close(pairs[i][1]);
     if (err != 0 && pairs[i][0] >= 0) close(pairs[i][0]);
   }
-  if (err != 0) return failure(env, err);
+  if (err != 0) {
+    if (master >= 0) close(master);
+    return failure(env, err);
+  }
 
   int out[CHANNELS + 1];
   out[0] = pid;
   for (int i = 0; i < CHANNELS; i++) out[i + 1] = pairs[i][0];
+  if (use_pty) out[1] = master; /* fd 0's slot: the terminal's master, for reading and writing */
   return int_array(env, out, CHANNELS + 1);
+}
+
+/* setWinsize(fd, cols, rows) -> 0 | -errno: resizes a pty (the child gets SIGWINCH). */
+static napi_value SetWinsize(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value args[3], out;
+  int32_t fd = -1;
+  uint32_t cols = 0, rows = 0;
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc != 3 ||
+      napi_get_value_int32(env, args[0], &fd) != napi_ok || napi_get_value_uint32(env, args[1], &cols) != napi_ok ||
+      napi_get_value_uint32(env, args[2], &rows) != napi_ok || fd < 0 || cols == 0 || rows == 0 || cols > 65535 || rows > 65535) {
+    napi_throw_type_error(env, NULL, "setWinsize(fd, cols, rows) needs an fd and sizes from 1 to 65535");
+    return NULL;
+  }
+  struct winsize size = {(unsigned short)rows, (unsigned short)cols, 0, 0};
+  int rc = ioctl(fd, TIOCSWINSZ, &size) == 0 ? 0 : -errno;
+  napi_create_int32(env, rc, &out);
+  return out;
 }
 
 static napi_value Reap(napi_env env, napi_callback_info info) {
@@ -257,8 +315,9 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"reap", NULL, Reap, NULL, NULL, NULL, napi_default, NULL},
       {"setDumpable", NULL, SetDumpable, NULL, NULL, NULL, napi_default, NULL},
       {"spinReadable", NULL, SpinReadable, NULL, NULL, NULL, napi_default, NULL},
+      {"setWinsize", NULL, SetWinsize, NULL, NULL, NULL, napi_default, NULL},
   };
-  napi_define_properties(env, exports, 4, props);
+  napi_define_properties(env, exports, 5, props);
   return exports;
 }
 

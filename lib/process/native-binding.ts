@@ -13,8 +13,13 @@ export interface NativeBinding {
   reap(pid: number): [number, number] | null;
   /** 0, or minus the errno. */
   setDumpable(on: boolean): number;
-  /** With `statusFd`, a sixth socket is the child's fd 5 (warden-reaper's status). */
-  spawn(path: string, argv: string[], envp: string[], cwd: string | null, setsid: boolean, stdinPipe: boolean, statusFd?: boolean): number[];
+  /**
+   * With `statusFd`, a sixth socket is the child's fd 5 (warden-reaper's status). With `pty`
+   * ([cols, rows]) fds 0-2 are a new terminal's slave side and fd0's slot returns its master.
+   */
+  spawn(path: string, argv: string[], envp: string[], cwd: string | null, setsid: boolean, stdinPipe: boolean, statusFd?: boolean, pty?: [number, number] | null): number[];
+  /** TIOCSWINSZ on a pty master: 0, or minus the errno. */
+  setWinsize(fd: number, cols: number, rows: number): number;
   spinReadable(fd: number, micros: number): number;
 }
 

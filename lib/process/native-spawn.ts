@@ -17,6 +17,7 @@
 import { EventEmitter } from 'node:events';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { Socket } from 'node:net';
+import { ReadStream as TtyStream } from 'node:tty';
 import { constants as osConstants } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { DATA_SINK, type DataSinkHolder } from '../reactor/data-sink.js';
@@ -43,6 +44,8 @@ export interface NativeSpawnRequest {
    * unexecutable command fails the spawn as it does without the reaper.
    */
   reaper?: string;
+  /** pty mode: fds 0-2 are a new terminal of this size; `stdio[1]` is its master (read and write). */
+  pty?: { cols: number; rows: number };
 }
 
 /** An error of the kind child_process gives for a failed spawn: `code` is the errno name. */
@@ -66,12 +69,30 @@ export class NativeChild extends EventEmitter {
   exitCode: number | null = null;
   signalCode: NodeJS.Signals | null = null;
 
+  /** pty mode: the terminal's master fd (else -1). */
+  readonly terminalFd: number;
+
   constructor(
     readonly pid: number,
     fds: number[],
+    pty = false,
   ) {
     super();
-    this.stdio = fds.map((fd, i) => (fd < 0 ? null : i === COMMS_FD ? commsSocket(fd) : new Socket({ fd, readable: i !== 0, writable: i === 0 || i >= 3 })));
+    this.terminalFd = pty ? fds[0]! : -1;
+    this.stdio = fds.map((fd, i) => {
+      if (pty && i <= 2) return null;
+      if (fd < 0) return null;
+      return i === COMMS_FD ? commsSocket(fd) : new Socket({ fd, readable: i !== 0, writable: i === 0 || i >= 3 });
+    });
+    // The terminal's master carries the task's stdin and its stdout (and stderr, which shares
+    // the terminal): a TTY stream, both readable and writable, in stdout's place.
+    if (pty) this.stdio[1] = new TtyStream(this.terminalFd) as unknown as Socket;
+  }
+
+  /** pty mode: resizes the terminal (the task gets SIGWINCH). Returns 0 or minus the errno. */
+  resize(cols: number, rows: number): number {
+    if (this.terminalFd < 0 || this.stdio[1]?.destroyed !== false) return -osConstants.errno.EBADF;
+    return binding!.setWinsize(this.terminalFd, cols, rows);
   }
 
   get stdin(): Socket | null {
@@ -159,20 +180,21 @@ export function nativeSpawn(req: NativeSpawnRequest): NativeChild {
   }
   if (req.reaper !== undefined) checkExecutable(path, req.command, req.cwd);
   if (live.size === 0) process.on('SIGCHLD', reapAll);
+  const pty: [number, number] | null = req.pty ? [req.pty.cols, req.pty.rows] : null;
   let out = req.reaper !== undefined
-    ? binding!.spawn(req.reaper, [req.reaper, path, ...argv], envp, req.cwd ?? null, req.setsid, req.stdin, true)
-    : binding!.spawn(path, argv, envp, req.cwd ?? null, req.setsid, req.stdin);
+    ? binding!.spawn(req.reaper, [req.reaper, path, ...argv], envp, req.cwd ?? null, req.setsid, req.stdin, true, pty)
+    : binding!.spawn(path, argv, envp, req.cwd ?? null, req.setsid, req.stdin, false, pty);
   if (req.reaper === undefined && out.length === 1 && -out[0]! === osConstants.errno.ENOEXEC) {
     // An executable file the kernel cannot run (a script without `#!`): run it with /bin/sh, as
     // execvp (and so child_process) does.
-    out = binding!.spawn('/bin/sh', ['/bin/sh', path, ...req.args], envp, req.cwd ?? null, req.setsid, req.stdin);
+    out = binding!.spawn('/bin/sh', ['/bin/sh', path, ...req.args], envp, req.cwd ?? null, req.setsid, req.stdin, false, pty);
   }
   if (out.length === 1) {
     if (live.size === 0) process.removeListener('SIGCHLD', reapAll);
     const errno = -out[0]!;
     throw new NativeSpawnError(errnoName(errno), errno, req.command);
   }
-  const child = new NativeChild(out[0]!, out.slice(1));
+  const child = new NativeChild(out[0]!, out.slice(1), pty !== null);
   live.set(child.pid, child);
   return child;
 }

@@ -25,6 +25,8 @@ export interface SpawnRequest {
   native?: boolean;
   /** Start warden-reaper (this path) as the leader, the command as its child (native spawner only). */
   reaper?: string;
+  /** pty mode (native spawner only): fds 0-2 are a terminal of this size. */
+  pty?: { cols: number; rows: number };
 }
 
 /**
@@ -108,9 +110,20 @@ export function spawnTask(req: SpawnRequest, cookie: string): { child: TaskChild
       };
     }
   }
+  const native = req.native !== false && nativeSpawnAvailable;
+  if (req.pty && !native) {
+    return {
+      status: 126,
+      error: new WardenError('ERR_UNSUPPORTED', `cannot start ${req.command} in pty mode: it needs warden's native spawner, and tasks start through child_process here (spawner 'node', WARDEN_SPAWNER=node, a worker thread, or the addon was not built). Run it without pty, or with the native spawner.`),
+    };
+  }
   const fork = (): TaskChild =>
-    req.native !== false && nativeSpawnAvailable
-      ? nativeSpawn({ command: req.command, args: req.args, cwd: req.cwd, env: childEnv(req, cookie), setsid: req.isolate, stdin: req.stdin, ...(req.reaper !== undefined ? { reaper: req.reaper } : {}) })
+    native
+      ? nativeSpawn({
+          command: req.command, args: req.args, cwd: req.cwd, env: childEnv(req, cookie), setsid: req.isolate, stdin: req.stdin,
+          ...(req.reaper !== undefined ? { reaper: req.reaper } : {}),
+          ...(req.pty ? { pty: req.pty } : {}),
+        })
       : spawn(req.command, req.args as string[], {
           cwd: req.cwd,
           env: childEnv(req, cookie),

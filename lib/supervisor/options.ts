@@ -24,6 +24,7 @@ export interface ResolvedSpec {
   env: NodeJS.ProcessEnv;
   secretEnv: string[];
   stdin: boolean;
+  pty: { cols: number; rows: number } | undefined;
   stdoutSink: Writable | undefined;
   stderrSink: Writable | undefined;
   timeoutMs: number;
@@ -88,6 +89,7 @@ export function resolveSpec(spec: TaskSpec): ResolvedSpec {
     env: spec.env ?? process.env,
     secretEnv: [...(spec.secretEnv ?? [])],
     stdin: spec.stdin === true,
+    pty: resolvePty(spec.pty),
     stdoutSink: spec.stdout,
     stderrSink: spec.stderr,
     timeoutMs: msOption('timeoutMs', spec.timeoutMs, 0),
@@ -101,6 +103,25 @@ export function resolveSpec(spec: TaskSpec): ResolvedSpec {
     ti: resolveTi(spec.ti),
     logFile: spec.logFile === undefined ? undefined : nonEmpty('logFile', spec.logFile),
   };
+}
+
+/** Terminal sizes: what TIOCSWINSZ takes. */
+const MAX_TERMINAL_SIZE = 65535;
+
+function resolvePty(pty: TaskSpec['pty']): { cols: number; rows: number } | undefined {
+  if (pty === undefined || pty === false) return undefined;
+  if (pty === true) return { cols: 80, rows: 24 };
+  if (pty === null || typeof pty !== 'object') throw new TypeError('warden: spec.pty must be a boolean or {cols, rows}.');
+  return { cols: terminalSize('pty.cols', pty.cols, 80), rows: terminalSize('pty.rows', pty.rows, 24) };
+}
+
+/** Checks a terminal size (cols or rows): an integer from 1 to 65535. */
+export function terminalSize(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > MAX_TERMINAL_SIZE) {
+    throw new TypeError(`warden: ${name} must be an integer from 1 to ${MAX_TERMINAL_SIZE}, got ${JSON.stringify(value)}.`);
+  }
+  return value as number;
 }
 
 function resolveTi(ti: TaskSpec['ti']): TaskInstanceSpec | undefined {

@@ -1,3 +1,4 @@
+import { readSync } from 'node:fs';
 import type { TaskChild } from '../process/spawn-task.js';
 import type { Readable } from 'node:stream';
 import { OutputPump } from '../process/output-pump.js';
@@ -30,6 +31,32 @@ export interface ChannelHooks {
 
 const OUTPUT = ['stdout', 'stderr', 'log', 'comms'] as const;
 
+/** Most bytes `drainTerminal` reads at the end: well over what a terminal buffers. */
+const MAX_TERMINAL_DRAIN_BYTES = 1024 * 1024;
+
+/**
+ * pty mode, at the terminal's end of file: reads what the kernel still holds for the master.
+ * libuv ends a stream whose poll says the other side hung up after a read that did not fill its
+ * buffer (right for a pipe, whose last bytes that read took), but a terminal hands its output
+ * over in pieces of a line discipline's size, so bytes can remain: without this, the end of a
+ * task's output was lost about half the time (spec). The master is non-blocking; EIO (every
+ * slave closed, nothing left) or EAGAIN ends the loop.
+ */
+function drainTerminal(fd: number, onData: (chunk: Buffer) => void): void {
+  const buf = Buffer.allocUnsafe(64 * 1024);
+  for (let total = 0; total < MAX_TERMINAL_DRAIN_BYTES;) {
+    let n: number;
+    try {
+      n = readSync(fd, buf, 0, buf.length, null);
+    } catch {
+      return;
+    }
+    if (n <= 0) return;
+    total += n;
+    onData(Buffer.from(buf.subarray(0, n)));
+  }
+}
+
 /**
  * Registers the child's stdio and channel sockets with the reactor and routes their bytes:
  * stdout and stderr to events, the spec's sinks and the task's log; fd 3 to the log; fd 4 to the
@@ -51,19 +78,25 @@ export function wireTaskIO(task: Task, reactor: Reactor, child: TaskChild, spec:
     if (!stream) return;
     const pump = sinkOpt ? new OutputPump(reactor, sinkOpt as never) : undefined;
     if (pump) pumps.push(pump);
+    const onData = (chunk: Buffer): void => {
+      task.emit(name, chunk);
+      pump?.push(chunk);
+      hooks.log[name](chunk);
+    };
+    const terminalFd = spec.pty && name === 'stdout' ? (child as { terminalFd?: number }).terminalFd ?? -1 : -1;
     const reg = reactor.addStream(task.id, name, stream as never, {
-      data: (chunk) => {
-        task.emit(name, chunk);
-        pump?.push(chunk);
-        hooks.log[name](chunk);
-      },
+      data: onData,
       end: () => {
+        if (terminalFd >= 0) drainTerminal(terminalFd, onData);
         flush(name);
         onClosed();
       },
       error: (err) => {
+        if (terminalFd >= 0) drainTerminal(terminalFd, onData);
         flush(name);
-        task.log('warning', `${name} pipe failed: ${err.message}`);
+        // A terminal's master reads EIO once every holder of its slave side has closed it:
+        // that is its end of file, not a failure.
+        if (!(spec.pty && (err as NodeJS.ErrnoException).code === 'EIO')) task.log('warning', `${name} pipe failed: ${err.message}`);
         queueMicrotask(onClosed);
       },
     });
@@ -142,11 +175,18 @@ export function wireTaskIO(task: Task, reactor: Reactor, child: TaskChild, spec:
       for (const name of ['stdout', 'stderr', 'log'] as const) if (regs.has(name)) flush(name);
       return forced;
     },
+    // pty mode: the terminal is the task's stdin; what is written is typed into it, and the end
+    // of input is the terminal's EOF character (^D), as at a keyboard.
     writeStdin: (chunk) => {
-      const reg = regs.get('stdin');
-      return reg ? reactor.write(reg, chunk) : false;
+      const reg = regs.get(spec.pty ? 'stdout' : 'stdin');
+      return reg && !reg.released ? reactor.write(reg, chunk) : false;
     },
     endStdin: () => {
+      if (spec.pty) {
+        const reg = regs.get('stdout');
+        if (reg && !reg.released) reactor.write(reg, '\x04');
+        return;
+      }
       const reg = regs.get('stdin');
       if (reg) reactor.endWritable(reg);
     },

@@ -89,6 +89,7 @@ export class TaskLeader {
         stdin: spec.stdin,
         native: deps.nativeSpawn,
         ...(reaper !== undefined ? { reaper } : {}),
+        ...(spec.pty ? { pty: spec.pty } : {}),
         ...(cg && cgroups ? { wrap: <T>(fork: () => T): T => cgroups.spawnInside(cg, fork) } : {}),
       },
       cookie,

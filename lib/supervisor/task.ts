@@ -4,7 +4,8 @@ import { WardenError } from '../errors.js';
 import { makeCookie } from '../process/spawn-task.js';
 import type { MemberQuery } from '../signal/members.js';
 import type { CommsChannel } from '../comms/channel.js';
-import type { ResolvedSpec } from './options.js';
+import { terminalSize, type ResolvedSpec } from './options.js';
+import { NativeChild } from '../process/native-spawn.js';
 import { createTaskChannel, type TaskHandlerContext } from './task-comms.js';
 import { openStartupGate, type TaskControlPlane } from './task-control-plane.js';
 import { wireTaskIO, type TaskIO } from './task-io.js';
@@ -153,6 +154,19 @@ export class Task extends EventEmitter<TaskEvents> {
   /** Writes to the task's stdin (spec.stdin). False when closed or full. */
   write(chunk: Buffer | string): boolean {
     return this.io?.writeStdin(chunk) ?? false;
+  }
+
+  /**
+   * pty mode: resizes the task's terminal to `cols` x `rows` (the task gets SIGWINCH). Returns
+   * false when the task has no terminal (not pty mode, not started, or it has ended). Throws a
+   * TypeError for a size outside 1..65535.
+   */
+  resize(cols: number, rows: number): boolean {
+    terminalSize('cols', cols, 0);
+    terminalSize('rows', rows, 0);
+    const child = this.leader.child;
+    if (!this.spec.pty || !(child instanceof NativeChild) || this.phase === 'settled') return false;
+    return child.resize(cols, rows) === 0;
   }
 
   /** Closes the task's stdin. */

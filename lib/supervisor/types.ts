@@ -46,6 +46,13 @@ export interface TaskSpec {
   /** Give the child a stdin pipe (`task.stdin`) instead of /dev/null. Default false. */
   stdin?: boolean;
   /**
+   * pty mode: the task's fds 0-2 are a new terminal (its controlling terminal when isolated),
+   * `{cols, rows}` default 80 x 24. Its output (stdout and stderr, which share the terminal)
+   * arrives as `stdout`; `task.write()` types into it; `task.resize()` resizes it. The log and
+   * comms channels stay fds 3 and 4. Needs the native spawner. Default false.
+   */
+  pty?: boolean | { cols?: number; rows?: number };
+  /**
    * Where the child's stdout bytes go. Writes respect backpressure: reading pauses while the sink
    * is full. Without a sink the bytes arrive as `stdout` events only.
    */
