@@ -23,7 +23,10 @@ export const RUN_USAGE = `warden run [options] -- <command> [args...]
   --heartbeat-interval-ms N       (default 5000)
   --max-failed-heartbeats N       (default 3)
   --request-timeout-ms N          per control-plane request (default 5000)
-  --stdin               give the task warden's stdin (default: /dev/null)`;
+  --stdin               give the task warden's stdin (default: /dev/null)
+  --pty                 run the task in a terminal of its own (the size of warden's, or 80x24):
+                        warden's stdin is typed into it (raw when warden's is a terminal, so
+                        Ctrl-C reaches the task), its output is warden's stdout, resizes follow`;
 
 const FLAGS = {
   'timeout-ms': { type: 'int' },
@@ -40,6 +43,7 @@ const FLAGS = {
   'max-failed-heartbeats': { type: 'int', min: 1 },
   'request-timeout-ms': { type: 'int', min: 1 },
   stdin: { type: 'bool' },
+  pty: { type: 'bool' },
   containment: { type: 'string' },
 } as const;
 
@@ -84,6 +88,9 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
   if (flags['grace-ms'] !== undefined) spec.graceMs = flags['grace-ms'] as number;
   if (flags['drain-ms'] !== undefined) spec.drainMs = flags['drain-ms'] as number;
   if (flags['kill-signal'] !== undefined) spec.killSignal = normalizeSignal(String(flags['kill-signal']))!;
+  if (flags.pty === true) {
+    spec.pty = process.stdout.isTTY && process.stdout.columns && process.stdout.rows ? { cols: process.stdout.columns, rows: process.stdout.rows } : true;
+  }
 
   // A reader that went away (`warden run ... | head`) must not crash warden: the task goes on.
   const ignore = (): void => {};
@@ -136,7 +143,15 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
   const stdinResume = (): void => {
     process.stdin.resume();
   };
-  if (spec.stdin) {
+  // pty mode: keystrokes go to the task's terminal as they are typed (raw: its line discipline,
+  // not ours, turns Ctrl-C into SIGINT for the task), and its size follows ours.
+  const raw = spec.pty !== undefined && spec.pty !== false && process.stdin.isTTY === true;
+  if (raw) process.stdin.setRawMode(true);
+  const onResize = (): void => {
+    if (process.stdout.columns && process.stdout.rows) task.resize(process.stdout.columns, process.stdout.rows);
+  };
+  if (spec.pty && process.stdout.isTTY) process.stdout.on('resize', onResize);
+  if (spec.stdin || spec.pty) {
     // Backpressure: stop reading our stdin while the task's is full.
     stdinPump = (chunk) => {
       if (!task.write(chunk)) {
@@ -156,6 +171,8 @@ export async function runCommand(argv: readonly string[]): Promise<number> {
     return runExitStatus(result, stoppedBy);
   } finally {
     for (const s of signals) process.removeListener(s, onSignal);
+    process.stdout.removeListener('resize', onResize);
+    if (raw) process.stdin.setRawMode(false);
     if (stdinPump) {
       process.stdin.removeListener('data', stdinPump);
       process.stdin.removeListener('end', stdinEnd);

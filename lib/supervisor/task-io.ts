@@ -86,6 +86,8 @@ export function wireTaskIO(task: Task, reactor: Reactor, child: TaskChild, spec:
     const terminalFd = spec.pty && name === 'stdout' ? (child as { terminalFd?: number }).terminalFd ?? -1 : -1;
     const reg = reactor.addStream(task.id, name, stream as never, {
       data: onData,
+      // pty mode: the terminal also takes what task.write() types; it reports when it drained.
+      ...(terminalFd >= 0 ? { drain: () => task.emit('drain') } : {}),
       end: () => {
         if (terminalFd >= 0) drainTerminal(terminalFd, onData);
         flush(name);

@@ -45,6 +45,13 @@ describe('warden run', () => {
     expect(result).toMatchObject({ reason: 'timeout', survivors: 0, escapees: 2 });
   });
 
+  it('--pty without a terminal around it: 80x24, and the end of warden\'s stdin is the task\'s end of file', async () => {
+    if (!nativeSpawnAvailable) return;
+    const r = await warden(['run', '--pty', '--', 'bash', '-c', 'tty; stty size; read -r x || echo eof; exit 4']);
+    expect(r.code).toBe(4);
+    expect(r.out).toMatch(/^\/dev\/pts\/\d+\r\n24 80\r\n(\^D\x08\x08)?eof\r\n$/);
+  });
+
   it.each(['subreaper', 'group'])('--containment %s is used and reported; a bad value is a usage error', async (tier) => {
     if (tier === 'subreaper' && !(reaperPath !== undefined && nativeSpawnAvailable)) return;
     const file = join(dir, `containment-${tier}.json`);

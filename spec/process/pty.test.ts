@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { nativeSpawnAvailable } from '../../lib/process/native-spawn.js';
 import type { Task } from '../../lib/supervisor/task.js';
 import { guardLeaks } from '../helpers/leaks.js';
-import { fixture } from '../helpers/paths.js';
+import { cliPath, fixture } from '../helpers/paths.js';
 import { containments, withSupervisor } from '../helpers/tasks.js';
 
 const { env } = guardLeaks();
@@ -106,6 +106,26 @@ describe.skipIf(!nativeSpawnAvailable)('pty mode', () => {
         expect(r.escapees).toBe(2);
       });
     }
+  });
+
+  it('warden run --pty in a terminal: raw keystrokes reach the task (Ctrl-C as SIGINT in its terminal), its size follows warden\'s', async () => {
+    // warden run inside a terminal that warden gives it: as a person at a terminal would use it.
+    await withSupervisor({}, async (sup) => {
+      const inner = 'trap \'stty size\' WINCH; trap \'echo interrupted; exit 9\' INT; stty size; echo ready; ' +
+        'read -r line; echo "got:$line"; sleep 300 & wait';
+      const task = sup.start({ command: process.execPath, args: [cliPath, 'run', '--pty', '--', 'bash', '-c', inner], env: env(), pty: { cols: 100, rows: 30 } });
+      const out = output(task);
+      await out.until('ready');
+      expect(out.text()).toContain('30 100'); // warden's own size
+      expect(task.resize(120, 40)).toBe(true);
+      task.write('typed\r'); // Enter, as a keyboard sends it
+      await out.until('got:typed');
+      await out.until('40 120');
+      task.write('\x03'); // Ctrl-C
+      const r = await task.result;
+      expect(out.text()).toContain('interrupted');
+      expect(r).toMatchObject({ exitCode: 9, survivors: 0 }); // warden run exits with the task's status
+    });
   });
 
   it('refuses what it cannot do: pty without the native spawner is a spawn failure, bad sizes throw, resize without a terminal is false', async () => {
