@@ -1,6 +1,7 @@
 /**
  * `warden/child`: the task's side of warden, for Node tasks. Light on purpose: it imports only the
- * frame codec, the protocol's names and the error class, never the supervisor.
+ * frame codec, the protocol's names, the error class and the native addon's loader (for the
+ * spin-then-sleep wait), never the supervisor.
  *
  *     import { connect } from 'warden/child';
  *     const warden = await connect();            // waits for the supervisor's StartupDetails

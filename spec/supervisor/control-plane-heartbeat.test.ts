@@ -143,8 +143,11 @@ describe('a task flooding stdout while its heartbeat gets 409', () => {
       let received = 0;
       let firstLine = -1;
       let head = '';
+      let onMiB: () => void = () => {};
+      const aMiBIn = new Promise<void>((resolve) => (onMiB = resolve));
       task.on('stdout', (b: Buffer) => {
         received += b.length;
+        if (received > 1024 * 1024) onMiB();
         if (firstLine < 0) {
           head += b.toString('latin1', 0, Math.min(b.length, 256));
           const nl = head.indexOf('\n');
@@ -153,6 +156,7 @@ describe('a task flooding stdout while its heartbeat gets 409', () => {
       });
       await accepted;
       await waitFor(task, 'aaaa'); // flooding
+      await aMiBIn; // well into it (on a loaded machine the 409 could otherwise come first)
       const verdict = rig.nextCall((c) => c.tiId === tiId && c.status === 409);
       const seen = recordAt(task, /heartbeat answered 409/);
       const during = received;
