@@ -112,7 +112,7 @@ describe.skipIf(!nativeSpawnAvailable)('pty mode', () => {
     // warden run inside a terminal that warden gives it: as a person at a terminal would use it.
     await withSupervisor({}, async (sup) => {
       const inner = 'trap \'stty size\' WINCH; trap \'echo interrupted; exit 9\' INT; stty size; echo ready; ' +
-        'read -r line; echo "got:$line"; sleep 300 & wait';
+        'read -r line; echo "got:$line"; sleep 300 & echo armed; wait';
       const task = sup.start({ command: process.execPath, args: [cliPath, 'run', '--pty', '--', 'bash', '-c', inner], env: env(), pty: { cols: 100, rows: 30 } });
       const out = output(task);
       await out.until('ready');
@@ -121,6 +121,7 @@ describe.skipIf(!nativeSpawnAvailable)('pty mode', () => {
       task.write('typed\r'); // Enter, as a keyboard sends it
       await out.until('got:typed');
       await out.until('40 120');
+      await out.until('armed'); // in `wait`: a trapped signal ends it and runs the trap
       task.write('\x03'); // Ctrl-C
       const r = await task.result;
       expect(out.text()).toContain('interrupted');
