@@ -112,7 +112,7 @@ describe.skipIf(!nativeSpawnAvailable)('pty mode', () => {
     // warden run inside a terminal that warden gives it: as a person at a terminal would use it.
     await withSupervisor({}, async (sup) => {
       const inner = 'trap \'stty size\' WINCH; trap \'echo interrupted; exit 9\' INT; stty size; echo ready; ' +
-        'read -r line; echo "got:$line"; sleep 300 & echo armed; wait';
+        'read -r line; echo "got:$line"; sleep 300 & echo armed; while :; do wait; done'; // a WINCH also ends a wait
       const task = sup.start({ command: process.execPath, args: [cliPath, 'run', '--pty', '--', 'bash', '-c', inner], env: env(), pty: { cols: 100, rows: 30 } });
       const out = output(task);
       await out.until('ready');
