@@ -170,8 +170,11 @@ describe('in a worker thread', () => {
       parentPort.postMessage({ spawner: s.spawner, exitCode: r.exitCode, survivors: r.survivors });
     `;
     const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(source)}`), { workerData: env() });
+    // Listen for the exit before awaiting the message: the worker exits right after posting it,
+    // and an 'exit' emitted before a later once() was attached would be missed (a CI timeout).
+    const exited = once(worker, 'exit');
     const [message] = (await once(worker, 'message')) as [unknown];
-    await once(worker, 'exit');
+    await exited;
     expect(message).toEqual({ spawner: 'node', exitCode: 7, survivors: 0 });
   });
 });
