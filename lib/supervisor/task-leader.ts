@@ -109,7 +109,7 @@ export class TaskLeader {
     if (reaper !== undefined) this.watchReaper(child, pid);
     else child.once('exit', (code, signal) => this.onExit(code, signal, false));
     const done = reaper !== undefined ? () => this.reaperExited : () => this.exited;
-    watchExit(deps.reactor, spec.id, pid, this.startTime, spec.exitCheckMs, done, () => this.onReaperGone(), child instanceof NativeChild ? pollNativeExits : undefined);
+    watchExit(deps.reactor, spec.id, pid, this.startTime, spec.exitCheckMs, done, () => this.onLeaderGone(pid), child instanceof NativeChild ? pollNativeExits : undefined);
     return child;
   }
 
@@ -175,9 +175,12 @@ export class TaskLeader {
     });
   }
 
-  /** The exit backstop found the leader process gone without an exit event. */
-  private onReaperGone(): void {
-    if (this.containment === 'subreaper') this.reaperExited = true;
+  /** The exit backstop found the leader process (the reaper, under that tier) gone without an exit event. */
+  private onLeaderGone(pid: number): void {
+    if (this.containment === 'subreaper') {
+      this.reaperExited = true;
+      this.deps.signaller.markReaped(pid);
+    }
     this.onExit(null, null, true);
     const cb = this.onReaperExited;
     this.onReaperExited = undefined;
