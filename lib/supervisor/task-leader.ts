@@ -12,6 +12,8 @@ import type { Containment } from './types.js';
 
 /** The reactor name of warden-reaper's status socket (fd 5). */
 export const REAPER_STREAM = 'reaper';
+/** Longest wait for warden-reaper's own exit once the task has no process left (waitForReaper). */
+const REAPER_EXIT_WAIT_MS = 1000;
 /** Longest status line read from the reaper; more is ignored (the reaper's own exit decides). */
 const MAX_STATUS_LINE = 128;
 
@@ -57,6 +59,8 @@ export class TaskLeader {
   /** Subreaper tier: warden-reaper itself has exited (it may outlive the command). */
   private reaperExited = false;
   private onReaperExited: (() => void) | undefined;
+  /** waitForReaper's state. */
+  private reaperWait: 'none' | 'waiting' | 'done' = 'none';
   private events: LeaderEvents | undefined;
 
   constructor(
@@ -118,9 +122,34 @@ export class TaskLeader {
     return this.containment === 'subreaper' && !this.reaperExited && this.pid !== undefined;
   }
 
-  /** Calls `cb` once when warden-reaper exits (replacing an earlier callback). */
-  whenReaperExits(cb: (() => void) | undefined): void {
-    this.onReaperExited = cb;
+  /**
+   * Subreaper tier, when the task would settle: once nothing of the task is left, warden-reaper
+   * exits on its own a moment later, and settling before that would leave it to be seen by
+   * whoever scans right after. So this waits for it, at most REAPER_EXIT_WAIT_MS, and calls
+   * `then` once when it is gone or the bound passed (`late` says the latter). Not when
+   * `leftoversKept()` (killLeftovers off and members alive): the reaper stays with them.
+   * Returns true while waiting; false when the task may settle now.
+   */
+  waitForReaper(leftoversKept: () => boolean, then: () => void, late: (text: string) => void): boolean {
+    if (!this.reaperAlive || this.reaperWait === 'done') return false;
+    if (this.reaperWait === 'waiting') return true;
+    if (leftoversKept()) {
+      this.reaperWait = 'done';
+      return false;
+    }
+    this.reaperWait = 'waiting';
+    const timer = this.deps.reactor.timer(this.spec.id, REAPER_EXIT_WAIT_MS, () => {
+      this.reaperWait = 'done';
+      this.onReaperExited = undefined;
+      late(`warden-reaper (pid ${this.pid}) had not exited ${REAPER_EXIT_WAIT_MS} ms after the task's last process; settling without it`);
+      then();
+    });
+    this.onReaperExited = () => {
+      this.deps.reactor.cancelTimer(this.spec.id, timer);
+      this.reaperWait = 'done';
+      then();
+    };
+    return true;
   }
 
   /** Whether the leader's process group is still held by a live (or unreaped) leader process. */

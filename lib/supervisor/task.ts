@@ -19,9 +19,6 @@ import type { Containment, TaskResult, TerminationReason } from './types.js';
 
 export type { LogLevel, WardenRecord, TaskEvents, TaskDeps } from './task-types.js';
 
-/** Longest wait for warden-reaper's own exit once the task has no process left (awaitReaper). */
-const REAPER_EXIT_WAIT_MS = 1000;
-
 /**
  * One task's life: spawn, run, end (on its own or through the teardown ladder), settle.
  *
@@ -33,7 +30,7 @@ const REAPER_EXIT_WAIT_MS = 1000;
  * 4. When the result settles, the reactor holds no handle of the task and the task's
  *    AbortSignal is aborted.
  * 5. Under the subreaper tier, the result settles after warden-reaper exited too, unless leftovers
- *    were kept (it stays with them) or it outlived REAPER_EXIT_WAIT_MS.
+ *    were kept (it stays with them) or it outlived its bound (TaskLeader.waitForReaper).
  */
 export class Task extends EventEmitter<TaskEvents> {
   readonly id: string;
@@ -52,8 +49,6 @@ export class Task extends EventEmitter<TaskEvents> {
   private readonly records: TaskRecords;
   private drainTimer: number | undefined;
   private drainExpired = false;
-  /** Subreaper tier: waiting for warden-reaper's exit before settling (awaitReaper). */
-  private reaperWait: 'none' | 'waiting' | 'done' = 'none';
   private timeoutTimer: number | undefined;
   private error: WardenError | null = null;
   private spawnStatus: number | null = null;
@@ -287,35 +282,10 @@ export class Task extends EventEmitter<TaskEvents> {
     if (this.phase === 'settled' || !this.leader.exited) return;
     if (this.teardown.state === 'running') return;
     if (this.io && this.io.openPipes() > 0 && !this.drainExpired) return;
-    if (this.awaitReaper()) return;
+    // Subreaper tier: settle once warden-reaper is gone too (unless it stays with kept leftovers).
+    const leftoversKept = (): boolean => !this.spec.killLeftovers && this.teardown.hasMembers();
+    if (this.leader.waitForReaper(leftoversKept, () => this.maybeSettle(), (text) => this.log('warning', text))) return;
     this.settle();
-  }
-
-  /**
-   * Subreaper tier: once nothing of the task is left, warden-reaper exits on its own a moment
-   * later; settling before that would leave it to be seen by whoever scans right after. So the
-   * task waits for it, at most REAPER_EXIT_WAIT_MS. Not when leftovers were kept
-   * (`killLeftovers: false`): the reaper stays with them. True while waiting.
-   */
-  private awaitReaper(): boolean {
-    if (!this.leader.reaperAlive || this.reaperWait === 'done') return false;
-    if (this.reaperWait === 'waiting') return true;
-    if (!this.spec.killLeftovers && this.teardown.hasMembers()) {
-      this.reaperWait = 'done';
-      return false;
-    }
-    this.reaperWait = 'waiting';
-    const timer = this.timer(REAPER_EXIT_WAIT_MS, () => {
-      this.reaperWait = 'done';
-      this.log('warning', `warden-reaper (pid ${this.pid}) had not exited ${REAPER_EXIT_WAIT_MS} ms after the task's last process; settling without it`);
-      this.maybeSettle();
-    });
-    this.leader.whenReaperExits(() => {
-      this.deps.reactor.cancelTimer(this.id, timer);
-      this.reaperWait = 'done';
-      this.maybeSettle();
-    });
-    return true;
   }
 
   private settle(): void {
