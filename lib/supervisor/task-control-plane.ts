@@ -87,6 +87,7 @@ export class TaskControlPlane {
   /** The terminal-state call made when the task reported it; never rejects. */
   private terminalCall: Promise<void> | undefined;
   private stopped = false;
+  private overtimeArmed = false;
 
   constructor(
     private readonly task: Task,
@@ -143,6 +144,19 @@ export class TaskControlPlane {
     );
   }
 
+  /** After a terminal state was reported: the task has overtimeMs to exit, then it is ended (`overtime`). Once. */
+  private armOvertime(): void {
+    if (this.overtimeArmed) return;
+    this.overtimeArmed = true;
+    const { task } = this;
+    const ms = this.settings.overtimeMs;
+    // A task timer: it never runs once the task has settled.
+    task.timer(ms, () => {
+      task.log('warning', `the task reported its final state but was still running ${ms} ms later`);
+      task.terminate('overtime');
+    });
+  }
+
   /** A terminal state the task reported over comms: sent now; heartbeats stop; overtime starts. */
   async onTerminalState(state: TerminalStateName, body: FinishBody): Promise<void> {
     const { task } = this;
@@ -150,7 +164,7 @@ export class TaskControlPlane {
     this.terminalBody = body;
     this.stopped = true;
     task.log('info', `the task reported state ${state}; heartbeats stop, it has ${this.settings.overtimeMs} ms to exit`);
-    task.armOvertime(this.settings.overtimeMs);
+    this.armOvertime();
     this.terminalCall = this.settings.client.finish(this.ti.id, body).then(
       () => {
         this.terminalDelivered = true;

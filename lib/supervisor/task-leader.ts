@@ -152,6 +152,11 @@ export class TaskLeader {
     return true;
   }
 
+  /** pty mode: sets the terminal's size (the task gets SIGWINCH). False without a live terminal. */
+  resizeTerminal(cols: number, rows: number): boolean {
+    return this.spec.pty !== undefined && this.child instanceof NativeChild && this.child.resize(cols, rows) === 0;
+  }
+
   /** Whether the leader's process group is still held by a live (or unreaped) leader process. */
   get groupHeld(): boolean {
     return this.containment === 'subreaper' ? !this.reaperExited : !this.exited;

@@ -5,7 +5,6 @@ import { makeCookie } from '../process/spawn-task.js';
 import type { MemberQuery } from '../signal/members.js';
 import type { CommsChannel } from '../comms/channel.js';
 import { terminalSize, type ResolvedSpec } from './options.js';
-import { NativeChild } from '../process/native-spawn.js';
 import { createTaskChannel, type TaskHandlerContext } from './task-comms.js';
 import { openStartupGate, type TaskControlPlane } from './task-control-plane.js';
 import { wireTaskIO, type TaskIO } from './task-io.js';
@@ -54,7 +53,6 @@ export class Task extends EventEmitter<TaskEvents> {
   private spawnStatus: number | null = null;
   channel: CommsChannel<TaskHandlerContext> | undefined;
   control: TaskControlPlane | undefined;
-  private overtimeTimer: number | undefined;
   private graceCut = false;
 
   constructor(
@@ -157,11 +155,8 @@ export class Task extends EventEmitter<TaskEvents> {
    * TypeError for a size outside 1..65535.
    */
   resize(cols: number, rows: number): boolean {
-    terminalSize('cols', cols, 0);
-    terminalSize('rows', rows, 0);
-    const child = this.leader.child;
-    if (!this.spec.pty || !(child instanceof NativeChild) || this.phase === 'settled') return false;
-    return child.resize(cols, rows) === 0;
+    const size = [terminalSize('cols', cols, 0), terminalSize('rows', rows, 0)] as const;
+    return this.phase !== 'settled' && this.leader.resizeTerminal(...size);
   }
 
   /** Closes the task's stdin. */
@@ -203,15 +198,6 @@ export class Task extends EventEmitter<TaskEvents> {
   /** Schedules a task timer on the supervisor's wheel; it never runs after the task settled. */
   timer(ms: number, cb: () => void): number {
     return this.deps.reactor.timer(this.id, ms, cb);
-  }
-
-  /** After a terminal state was reported: the task has `ms` to exit, then it is ended (`overtime`). */
-  armOvertime(ms: number): void {
-    if (this.overtimeTimer !== undefined || this.phase === 'settled') return;
-    this.overtimeTimer = this.timer(ms, () => {
-      this.log('warning', `the task reported its final state but was still running ${ms} ms later`);
-      this.terminate('overtime');
-    });
   }
 
   /** Registers a value masked as `***` in every record of this task's log. */
