@@ -1,4 +1,3 @@
-import type { TaskChild } from '../process/spawn-task.js';
 import { EventEmitter } from 'eventemitter3';
 import { WardenError } from '../errors.js';
 import { makeCookie } from '../process/spawn-task.js';
@@ -108,11 +107,6 @@ export class Task extends EventEmitter<TaskEvents> {
   /** The leader's process group. */
   get pgid(): number {
     return this.leader.pgid;
-  }
-
-  /** The leader's TaskChild (specs reach it to simulate a lost exit event). */
-  private get child(): TaskChild | undefined {
-    return this.leader.child;
   }
 
   /** How the task is contained: its own cgroup, its own group and session, or pids only. */

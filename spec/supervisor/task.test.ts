@@ -126,7 +126,8 @@ describe('exit detection', () => {
       const task = sup.start({ command: 'bash', args: ['-c', 'echo ready; exec sleep 300'], env: env(), exitCheckMs: 50 });
       await waitFor(task);
       // Simulate the lost event: drop warden's exit listener, then end the process from outside.
-      const child = (task as unknown as { child: NodeJS.EventEmitter & { kill(s: string): void } }).child;
+      // The leader's process object (TaskLeader.child), reached to simulate a lost exit event.
+      const child = (task as unknown as { leader: { child: NodeJS.EventEmitter & { kill(s: string): void } } }).leader.child;
       child.removeAllListeners('exit');
       child.kill('SIGKILL');
       const r = await task.result;
