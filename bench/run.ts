@@ -21,6 +21,7 @@ import { formatReports, type BenchReport } from './lib/report.js';
 import { now, yieldTurn } from './lib/timing.js';
 import { runComms } from './comms.js';
 import { runHeartbeatKill } from './heartbeat-kill.js';
+import { runIdle } from './idle.js';
 import { runLogs } from './logs.js';
 import { runSpawn } from './spawn.js';
 import { runTeardown } from './teardown.js';
@@ -36,6 +37,7 @@ export const benches: Bench[] = [
   { name: 'comms', run: runComms },
   { name: 'logs', run: runLogs },
   { name: 'heartbeat-kill', run: runHeartbeatKill },
+  { name: 'idle', run: runIdle },
 ];
 
 /** Benches still to write, listed in the output so nobody forgets them. */

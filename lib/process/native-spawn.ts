@@ -200,12 +200,22 @@ export function nativeSpawn(req: NativeSpawnRequest): NativeChild {
 }
 
 /**
- * Reaps every native child that has exited, as a SIGCHLD would. The exit backstop calls it on
- * its timer, so an exit is seen even if the SIGCHLD listener was taken away (say, by
- * `process.removeAllListeners('SIGCHLD')` elsewhere in the process) or a signal was lost.
+ * The exit backstop's check for a native child: true once `child` is no longer a live native
+ * child (its exit was reported, or it was reaped elsewhere and `reap` said so). By the object,
+ * not the pid: the pid may already name a newer child.
+ *
+ * While this module's SIGCHLD listener is in place every exit is seen through it: a SIGCHLD is
+ * sent whoever reaps the child, and each one reaps every live native child, so signals merged by
+ * the kernel lose nothing. So the check costs no system call then. Only when the listener was
+ * taken away (say, by `process.removeAllListeners('SIGCHLD')` elsewhere in the process) does it
+ * reap, as a SIGCHLD would, and put the listener back.
  */
-export function pollNativeExits(): void {
-  if (live.size > 0) reapAll();
+export function nativeChildGone(child: NativeChild): boolean {
+  if (live.size > 0 && !process.listeners('SIGCHLD').includes(reapAll)) {
+    process.on('SIGCHLD', reapAll);
+    reapAll();
+  }
+  return live.get(child.pid) !== child;
 }
 
 /** Native children not reaped yet (specs). */

@@ -1,6 +1,6 @@
 import type { WardenError } from '../errors.js';
 import { watchExit } from '../process/exit-backstop.js';
-import { NativeChild, pollNativeExits } from '../process/native-spawn.js';
+import { NativeChild, nativeChildGone } from '../process/native-spawn.js';
 import { spawnFailure, spawnTask, type TaskChild } from '../process/spawn-task.js';
 import type { TaskCgroup } from '../signal/cgroup.js';
 import { readForkCountAtMost100msOld, readStat } from '../signal/proc.js';
@@ -113,7 +113,7 @@ export class TaskLeader {
     if (reaper !== undefined) this.watchReaper(child, pid);
     else child.once('exit', (code, signal) => this.onExit(code, signal, false));
     const done = reaper !== undefined ? () => this.reaperExited : () => this.exited;
-    watchExit(deps.reactor, spec.id, pid, this.startTime, spec.exitCheckMs, done, () => this.onLeaderGone(pid), child instanceof NativeChild ? pollNativeExits : undefined);
+    watchExit(deps.reactor, spec.id, pid, this.startTime, spec.exitCheckMs, done, () => this.onLeaderGone(pid), child instanceof NativeChild ? () => nativeChildGone(child) : undefined);
     return child;
   }
 
