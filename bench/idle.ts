@@ -124,6 +124,6 @@ export async function runIdle(quick: boolean): Promise<BenchReport> {
     row({ name: 'RSS per child: floor', value: rss('floor'), unit: 'KiB' }),
     row({ name: 'RSS per task: warden vs floor', value: rss('warden'), unit: 'KiB', baseline: { name: 'floor', value: rss('floor') }, detail: 'growth of the supervisor\'s RSS once all run, divided by the count (noisy: the heap grows in steps)' }),
   ];
-  const notes = [`window ${windowMs} ms once every child ran 1.5 s; warden checks each task once per exitCheckMs (default 1000), every task on one shared grid, and for its native children the check is a table lookup while SIGCHLD is watched (the naive timer reads /proc/<pid>/stat)`];
+  const notes = [`window ${windowMs} ms once every child ran 1.5 s; warden checks each task once per exitCheckMs (default 1000), every task on one shared grid, and for its native children the check is a table lookup plus one waitpid per child per half second for the whole process (the naive timer reads /proc/<pid>/stat)`];
   return { name: 'idle', rows, notes, durationMs: now() - t0, raw: all };
 }

@@ -7,8 +7,9 @@ import { readStat } from '../signal/proc.js';
  *
  * `nativeGone` (the native spawner's children, which this process reaps by pid itself): says
  * whether the child is no longer live, reaping it if its exit was missed (its exit event then
- * settles the task); it costs nothing while SIGCHLD is watched (native-spawn.ts). Without it the
- * check reads /proc/<pid>/stat: child_process cannot tell that another waitpid took the status.
+ * settles the task); at most one waitpid per native child per half second for the whole
+ * process (native-spawn.ts). Without it the check reads /proc/<pid>/stat: child_process cannot
+ * tell that another waitpid took the status.
  *
  * Invariants:
  * 1. It reports at most once, and only after two checks in a row found the process gone (a

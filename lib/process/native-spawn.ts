@@ -204,19 +204,30 @@ export function nativeSpawn(req: NativeSpawnRequest): NativeChild {
  * child (its exit was reported, or it was reaped elsewhere and `reap` said so). By the object,
  * not the pid: the pid may already name a newer child.
  *
- * While this module's SIGCHLD listener is in place every exit is seen through it: a SIGCHLD is
- * sent whoever reaps the child, and each one reaps every live native child, so signals merged by
- * the kernel lose nothing. So the check costs no system call then. Only when the listener was
- * taken away (say, by `process.removeAllListeners('SIGCHLD')` elsewhere in the process) does it
- * reap, as a SIGCHLD would, and put the listener back.
+ * While this module's SIGCHLD listener is in place every exit is normally seen through it: a
+ * SIGCHLD is sent whoever reaps the child, and each one reaps every live native child, so signals
+ * merged by the kernel lose nothing. Two things can still hide an exit: the listener taken away
+ * (say, by `process.removeAllListeners('SIGCHLD')` elsewhere in the process), which this puts
+ * back, and native code that replaced the process's SIGCHLD handler, so that no signal reaches
+ * Node at all. For those it reaps every live native child itself, as a SIGCHLD would, at most
+ * once per BACKSTOP_REAP_MS for the whole process, however many tasks ask (their checks fall due
+ * together): one waitpid per native child per second, instead of a /proc read per task.
  */
 export function nativeChildGone(child: NativeChild): boolean {
-  if (live.size > 0 && !process.listeners('SIGCHLD').includes(reapAll)) {
-    process.on('SIGCHLD', reapAll);
-    reapAll();
+  if (live.size > 0) {
+    if (!process.listeners('SIGCHLD').includes(reapAll)) process.on('SIGCHLD', reapAll);
+    const t = performance.now();
+    if (t - lastBackstopReap >= BACKSTOP_REAP_MS) {
+      lastBackstopReap = t;
+      reapAll();
+    }
   }
   return live.get(child.pid) !== child;
 }
+
+/** Least time between two reaps made by exit backstops (nativeChildGone). */
+const BACKSTOP_REAP_MS = 500;
+let lastBackstopReap = -Infinity;
 
 /** Native children not reaped yet (specs). */
 export function nativeChildrenAlive(): number {
