@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { nativeChildrenAlive, nativeSpawnAvailable } from '../../lib/process/native-spawn.js';
 import { Supervisor } from '../../lib/supervisor/supervisor.js';
 import { guardLeaks } from '../helpers/leaks.js';
+import { withScripts } from '../helpers/scripts.js';
 import { withSupervisor } from '../helpers/tasks.js';
 
 const { env } = guardLeaks();
@@ -98,15 +98,13 @@ describe.each(['auto', 'node'] as const)('both spawners give the child the same 
   });
 
   it('a bare command name is looked up in the child\'s PATH, not the supervisor\'s; missing -> 127, not executable -> 126, a script without #! runs through sh', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'warden-spec-path-'));
-    try {
-      writeFileSync(join(dir, 'warden-path-probe'), '#!/bin/sh\necho found-in-task-path\n');
-      chmodSync(join(dir, 'warden-path-probe'), 0o755);
-      writeFileSync(join(dir, 'warden-path-noexec'), '#!/bin/sh\necho no\n');
-      chmodSync(join(dir, 'warden-path-noexec'), 0o644);
+    const scripts = {
+      'warden-path-probe': ['#!/bin/sh\necho found-in-task-path\n', 0o755],
+      'warden-path-noexec': ['#!/bin/sh\necho no\n', 0o644],
+      'warden-no-shebang': ['echo "ran by sh with $1"\n', 0o755],
+    } as const;
+    await withScripts(scripts as unknown as Record<string, [string, number]>, async (dir) => {
       mkdirSync(join(dir, 'warden-path-dir'));
-      writeFileSync(join(dir, 'warden-no-shebang'), 'echo "ran by sh with $1"\n');
-      chmodSync(join(dir, 'warden-no-shebang'), 0o755);
       await withSupervisor({ spawner }, async (sup) => {
         const childPath = `${dir}:${env().PATH ?? '/usr/bin:/bin'}`;
         const task = sup.start({ command: 'warden-path-probe', env: { ...env(), PATH: childPath } });
@@ -127,9 +125,7 @@ describe.each(['auto', 'node'] as const)('both spawners give the child the same 
         expect((await script.result).exitCode).toBe(0);
         expect(scriptOut).toBe('ran by sh with an-arg\n');
       });
-    } finally {
-      rmSync(dir, { recursive: true });
-    }
+    });
   });
 
   it('an argument or variable with a NUL byte is a spawn failure (126, ERR_SPAWN_FAILED), not a cut-short string', async () => {

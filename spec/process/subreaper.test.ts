@@ -1,5 +1,4 @@
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WardenError } from '../../lib/errors.js';
@@ -10,6 +9,7 @@ import { Supervisor } from '../../lib/supervisor/supervisor.js';
 import type { Task } from '../../lib/supervisor/task.js';
 import { guardLeaks, until } from '../helpers/leaks.js';
 import { fixture } from '../helpers/paths.js';
+import { withScripts } from '../helpers/scripts.js';
 import { withSupervisor } from '../helpers/tasks.js';
 import { nodeForNobody, packageForNobody, runAsNobody } from '../helpers/unprivileged.js';
 
@@ -85,12 +85,7 @@ describe.skipIf(!available)('the subreaper tier (warden-reaper leads the task)',
   });
 
   it('fails a spawn the same way as without it: missing 127, not executable 126, a script without #! runs through sh', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'warden-reaper-'));
-    try {
-      writeFileSync(join(dir, 'no-x.sh'), '#!/bin/sh\necho hi\n');
-      chmodSync(join(dir, 'no-x.sh'), 0o644);
-      writeFileSync(join(dir, 'no-shebang'), 'echo "ran by $0"\n');
-      chmodSync(join(dir, 'no-shebang'), 0o755);
+    await withScripts({ 'no-x.sh': ['#!/bin/sh\necho hi\n', 0o644], 'no-shebang': ['echo "ran by $0"\n', 0o755] }, async (dir) => {
       await withSupervisor({ containment: 'subreaper' }, async (sup) => {
         const missing = await sup.run({ command: 'warden-no-such-command-xyz', env: env() });
         expect(missing).toMatchObject({ reason: 'spawn-failed', status: 127 });
@@ -106,9 +101,7 @@ describe.skipIf(!available)('the subreaper tier (warden-reaper leads the task)',
         expect(await task.result).toMatchObject({ state: 'success', status: 0 });
         expect(out).toMatch(/^ran by .*no-shebang/);
       });
-    } finally {
-      rmSync(dir, { recursive: true });
-    }
+    });
   });
 
   it('the reaper ignores the graceful signal: a command that exits 0 on SIGTERM ends with no SIGKILL and no survivor', async () => {
